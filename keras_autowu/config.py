@@ -1,0 +1,91 @@
+"""AutoWU's arguments, checked once, at construction."""
+
+import dataclasses
+import math
+import numbers
+from typing import Optional
+
+WARMUP_TYPES = ("exp", "linear")
+COOLDOWN_TYPES = ("cosine", "half_cosine")
+DECAY_PHASE_STATS = (None, "loss")
+
+
+def _fail(name, value, requirement):
+    raise ValueError(f"AutoWU expects {requirement}. Received {name}={value!r}")
+
+
+def _check_number(name, value, low=None, high=None, low_open=False, high_open=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        _fail(name, value, f"`{name}` to be a number")
+    if not math.isfinite(value):
+        _fail(name, value, f"a finite `{name}`")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        _fail(name, value, f"`{name}` in {left}{lo}, {hi}{right}")
+
+
+def _check_int(name, value, low, allow_none=False):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        _fail(name, value, f"`{name}` to be an integer")
+    if value < low:
+        _fail(name, value, f"`{name}` >= {low}")
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        _fail(name, value, f"`{name}` to be one of {choices}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoWUConfig:
+    """The algorithm's arguments; see `AutoWUScheduler` for their meaning."""
+
+    min_lr: float = 1e-5
+    max_lr: float = 1.0
+    max_warmup_fraction: float = 0.5
+    warmup_type: str = "exp"
+    immediate_cooldown: bool = True
+    cooldown_fraction: float = 0.2
+    cooldown_type: str = "cosine"
+    decay_phase_factor: float = 1.0
+    decay_phase_stat: Optional[str] = None
+    confidence: float = 0.95
+    patience: int = 3
+    num_predictions: int = 5
+    test_interval: Optional[int] = None
+    seed: int = 0
+    verbose: int = 1
+
+    def __post_init__(self):
+        _check_number("min_lr", self.min_lr, low=0.0, low_open=True)
+        _check_number("max_lr", self.max_lr, low=0.0, low_open=True)
+        if self.max_lr <= self.min_lr:
+            _fail("max_lr", self.max_lr, f"`max_lr` > min_lr={self.min_lr!r}")
+        _check_number("max_warmup_fraction", self.max_warmup_fraction, 0.0, 1.0)
+        _check_choice("warmup_type", self.warmup_type, WARMUP_TYPES)
+        if not isinstance(self.immediate_cooldown, bool):
+            _fail("immediate_cooldown", self.immediate_cooldown, "`immediate_cooldown` to be a bool")
+        _check_number("cooldown_fraction", self.cooldown_fraction, 0.0, 1.0)
+        _check_choice("cooldown_type", self.cooldown_type, COOLDOWN_TYPES)
+        _check_number("decay_phase_factor", self.decay_phase_factor, 0.0, 1.0, low_open=True)
+        _check_choice("decay_phase_stat", self.decay_phase_stat, DECAY_PHASE_STATS)
+        _check_number("confidence", self.confidence, 0.0, 1.0, low_open=True, high_open=True)
+        _check_int("patience", self.patience, 1)
+        _check_int("num_predictions", self.num_predictions, 1)
+        _check_int("test_interval", self.test_interval, 1, allow_none=True)
+        _check_int("seed", self.seed, 0)
+        if not isinstance(self.verbose, bool):
+            _check_int("verbose", self.verbose, 0)
+
+
+def check_run_length(steps_per_epoch, total_epochs):
+    """Checks the run's length, known at construction or only when fit() starts."""
+    _check_int("steps_per_epoch", steps_per_epoch, 1)
+    _check_int("total_epochs", total_epochs, 1)

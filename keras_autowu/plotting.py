@@ -1,0 +1,52 @@
+"""A picture of an AutoWU run: learning rate and loss against steps."""
+
+import numpy as np
+
+
+def plot_autowu(scheduler, path, title="AutoWU"):
+    """Draws the run's learning rate and loss, with the GP's fit at the switch.
+
+    Args:
+      scheduler: The `AutoWUScheduler` of the run (`AutoWU(...).scheduler` after fit).
+      path: Where to save the PNG.
+      title: The figure's title.
+
+    Returns:
+      The matplotlib Figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    losses = np.asarray(scheduler.losses)
+    steps = np.arange(scheduler.total_steps)
+    fig, (ax_lr, ax_loss) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    ax_lr.plot(steps, scheduler.learning_rates(steps), color="C0")
+    ax_lr.set_yscale("log")
+    ax_lr.set_ylabel("learning rate")
+    ax_loss.plot(np.arange(losses.size), losses, color="C1", lw=0.8, alpha=0.6, label="loss per step")
+    switch = scheduler.switch
+    if switch is not None:
+        for ax in (ax_lr, ax_loss):
+            ax.axvline(switch.step, color="k", ls="--", lw=0.8)
+        grid = np.linspace(0.0, 1.0, switch.posterior_mean.shape[-1]) * switch.step
+        ax_loss.plot(grid, switch.posterior_mean.mean(axis=0), color="C2", lw=2, label="GP mean at the switch")
+        ax_lr.annotate(
+            f"switch at step {switch.step}\nlr = {switch.lr_at_minimum:.3g}",
+            (switch.step, switch.lr_at_minimum),
+            textcoords="offset points",
+            xytext=(8, 8),
+        )
+    finite = losses[np.isfinite(losses)]
+    if finite.size:
+        low, high = np.percentile(finite, [0.5, 99.5])
+        ax_loss.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("training loss")
+    ax_loss.legend(loc="upper right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return fig

@@ -1,0 +1,146 @@
+"""AutoWU's learning rate as a closed-form function of the step.
+
+The schedule is fixed by the run's length and the arguments (`SchedulePlan`) up to
+three numbers that the warmup's test decides (`ScheduleState`). With both known, the
+learning rate of any step is `learning_rate_at(step, state, plan)`: pure TensorFlow,
+float32 (it runs inside the train step, also on TPUs), XLA-compilable, vectorised
+over `step`.
+
+Steps count from 0; the learning rate of step `s` is the one its update uses. The
+offsets below reproduce the reference scheduler, which is stepped after each update.
+"""
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulePlan:
+    """The static part of a run's schedule."""
+
+    min_lr: float
+    max_lr: float
+    warmup_type: str
+    max_warmup_steps: int
+    total_steps: int
+    steps_per_epoch: int
+    cooldown_start_by_time: int
+    immediate_cooldown: bool
+    cooldown_type: str
+    decay_phase_factor: float
+    decay_per_epoch: bool
+
+    @classmethod
+    def from_config(cls, config, steps_per_epoch, total_epochs):
+        total_steps = steps_per_epoch * total_epochs
+        return cls(
+            min_lr=config.min_lr,
+            max_lr=config.max_lr,
+            warmup_type=config.warmup_type,
+            max_warmup_steps=int(config.max_warmup_fraction * total_steps),
+            total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch,
+            # The reference starts the cooldown at the first step >= (1 - f) * T, and
+            # never before step 1.
+            cooldown_start_by_time=max(1, math.ceil((1 - config.cooldown_fraction) * total_steps)),
+            immediate_cooldown=config.immediate_cooldown,
+            cooldown_type=config.cooldown_type,
+            decay_phase_factor=config.decay_phase_factor,
+            decay_per_epoch=config.decay_phase_stat is None,
+        )
+
+    def warmup_lr(self, step):
+        """The warmup's learning rate at `step` (a float, for use outside graphs)."""
+        return float(warmup_learning_rate(tf.constant(step, tf.int64), self))
+
+
+class ScheduleState(NamedTuple):
+    """What the warmup's test decides.
+
+    warmup_end: the first step after the warmup (the switch step, or the cap).
+    decay_base_lr: the learning rate the warmup hands on.
+    plateau_scale: product of the reduce-on-plateau reductions so far.
+    """
+
+    warmup_end: int
+    decay_base_lr: float
+    plateau_scale: float = 1.0
+
+
+def initial_state(plan):
+    """The state of a run whose warmup no test has stopped: it ends at its cap."""
+    if plan.max_warmup_steps <= 0:
+        return ScheduleState(warmup_end=0, decay_base_lr=plan.max_lr)
+    last_warmup_lr = plan.warmup_lr(plan.max_warmup_steps - 1)
+    return ScheduleState(warmup_end=plan.max_warmup_steps, decay_base_lr=last_warmup_lr)
+
+
+def cooldown_start(warmup_end, plan):
+    """The first step of the final decay (`warmup_end` an int or an int64 tensor)."""
+    if not plan.immediate_cooldown:
+        return plan.cooldown_start_by_time
+    if isinstance(warmup_end, int):
+        return min(warmup_end, plan.cooldown_start_by_time)
+    return tf.minimum(warmup_end, plan.cooldown_start_by_time)
+
+
+def warmup_learning_rate(step, plan):
+    s = tf.cast(step, tf.float32)
+    width = float(max(plan.max_warmup_steps, 1))
+    if plan.warmup_type == "exp":
+        # lr = min_lr * gamma**s with gamma = (max_lr / min_lr)**(1 / W), in log space.
+        log_gamma = math.log(plan.max_lr / plan.min_lr) / width
+        return tf.exp(math.log(plan.min_lr) + s * log_gamma)
+    return plan.min_lr + (plan.max_lr - plan.min_lr) * s / width
+
+
+def _decay_learning_rate(step, warmup_end, decay_base_lr, plateau_scale, plan):
+    lr = decay_base_lr * plateau_scale
+    if plan.decay_per_epoch and plan.decay_phase_factor != 1.0:
+        epochs = step // plan.steps_per_epoch - warmup_end // plan.steps_per_epoch
+        lr *= tf.pow(plan.decay_phase_factor, tf.cast(tf.maximum(epochs, 0), tf.float32))
+    return lr
+
+
+def _cooldown_multiplier(step, start, plan):
+    remaining = tf.cast(plan.total_steps - start, tf.float32)
+    # The reference steps its cosine once in the same call that starts it, except when
+    # the cooldown starts before the first step.
+    offset = tf.cast(start > 0, tf.float32)
+    progress = (tf.cast(step - start, tf.float32) + offset) / tf.maximum(remaining, 1.0)
+    progress = tf.clip_by_value(progress, 0.0, 1.0)
+    if plan.cooldown_type == "cosine":
+        return 0.5 * (1.0 + tf.cos(math.pi * progress))
+    # The second half of a cosine, which starts at half the learning rate.
+    return 0.5 + 0.5 * tf.cos(0.5 * math.pi * (1.0 + progress))
+
+
+def learning_rate_at(step, state, plan):
+    """The learning rate (float32) of `step` (an integer tensor of any shape)."""
+    step = tf.cast(step, tf.int64)
+    warmup_end = tf.cast(state.warmup_end, tf.int64)
+    decay_base_lr = tf.cast(state.decay_base_lr, tf.float32)
+    plateau_scale = tf.cast(state.plateau_scale, tf.float32)
+    start = tf.cast(cooldown_start(warmup_end, plan), tf.int64)
+
+    def decay(s):
+        return _decay_learning_rate(s, warmup_end, decay_base_lr, plateau_scale, plan)
+
+    def before_cooldown(s):
+        return tf.where(s < warmup_end, warmup_learning_rate(s, plan), decay(s))
+
+    # The cooldown starts from the learning rate of the step before it; when the warmup
+    # hands over straight to it, from the learning rate the warmup chose.
+    base_step = tf.where(tf.equal(start, warmup_end), start, start - 1)
+    cooldown = before_cooldown(base_step) * _cooldown_multiplier(step, start, plan)
+    return tf.where(step < start, before_cooldown(step), cooldown)
+
+
+def phase_at(step, state, plan):
+    """'warmup', 'decay' or 'cooldown': the phase of `step` (a Python int)."""
+    if step >= cooldown_start(int(state.warmup_end), plan):
+        return "cooldown"
+    return "warmup" if step < state.warmup_end else "decay"

@@ -1,0 +1,221 @@
+"""AutoWU's phases as a small state machine that knows nothing of Keras."""
+
+import collections
+import math
+import warnings
+from typing import NamedTuple, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from keras_autowu import gp_minimum, loss_sampling, schedule
+from keras_autowu.config import AutoWUConfig, check_run_length
+
+# The reference's reduce-on-plateau (PyTorch's defaults): relative threshold, patience.
+_PLATEAU_THRESHOLD = 1e-4
+_PLATEAU_PATIENCE = 5
+# Fewer finite losses than this give the GP nothing to fit.
+_MIN_FINITE_LOSSES = 3
+
+
+class GPTestRecord(NamedTuple):
+    """One "minimum passed?" test: at `step`, over the losses of steps 0..step-1."""
+
+    step: int
+    passed_probability: np.ndarray  # one per prediction
+    positive: bool
+    lr_at_minimum: float  # the learning rate at the GP's minimum, mean over predictions
+    posterior_mean: Optional[np.ndarray]  # [num_predictions, 500] on x in [0, 1]
+
+
+class AutoWUScheduler:
+    """AutoWU for any training loop: give it each step's loss, get the next step's LR.
+
+    The learning rate starts at `min_lr` and grows every step (exponentially, or
+    linearly) towards `max_lr`, which it would reach after `max_warmup_fraction` of the
+    run. Every `test_interval` steps a Gaussian process fitted to the warmup's losses
+    tests whether their minimum has passed; after `patience` positive tests in a row,
+    the learning rate is set to where the GP's loss was lowest and the decay begins:
+    a cosine to zero at the end of the run (`immediate_cooldown=True`), or a constant
+    (or per-epoch `decay_phase_factor`, or reduce-on-plateau on the epoch's mean loss
+    with `decay_phase_stat="loss"`) and then a cosine over the last `cooldown_fraction`.
+
+    Args:
+      steps_per_epoch: Int. Steps (optimizer updates) per epoch.
+      total_epochs: Int. Epochs in the run; the run has steps_per_epoch * total_epochs
+        steps.
+      min_lr: Float. The learning rate of the first step.
+      max_lr: Float. Where the warmup would end after its longest.
+      max_warmup_fraction: Float in [0, 1]. The longest warmup, as a fraction of the run.
+      warmup_type: "exp" or "linear".
+      immediate_cooldown: Bool. Decay with a cosine straight after the warmup.
+      cooldown_fraction: Float in [0, 1]. The final decay's share of the run, when
+        not immediate.
+      cooldown_type: "cosine" or "half_cosine" (the second half of a cosine).
+      decay_phase_factor: Float in (0, 1]. Between warmup and cooldown, the learning
+        rate is multiplied by it once per epoch (1.0: constant).
+      decay_phase_stat: None, or "loss" for reduce-on-plateau (factor
+        `decay_phase_factor`, patience 5) on each epoch's mean loss instead.
+      confidence: Float in (0, 1). A prediction votes "passed" when
+        P(an earlier loss is lower than now) exceeds it.
+      patience: Int. Positive tests in a row that end the warmup.
+      num_predictions: Int. GP predictions per test, each on its own subsample;
+        the test is positive when more than half vote "passed".
+      test_interval: Int or None. Steps between tests; None: once per epoch, as in
+        the paper.
+      seed: Int. Seeds the subsampling, so that every worker decides alike.
+      verbose: Int. 1: print a line at the switch.
+
+    Example:
+
+    ```python
+    scheduler = keras_autowu.AutoWUScheduler(steps_per_epoch=100, total_epochs=10)
+    optimizer.learning_rate = scheduler.learning_rate
+    for step in range(1000):
+        loss = train_step(next(batches))
+        optimizer.learning_rate = scheduler.step(float(loss))
+    ```
+
+    References:
+      Kim et al., Automated Learning Rate Scheduler for Large-Batch Training,
+      ICML 2021 AutoML workshop. https://arxiv.org/abs/2107.05855
+    """
+
+    def __init__(self, steps_per_epoch, total_epochs, **kwargs):
+        check_run_length(steps_per_epoch, total_epochs)
+        self.config = AutoWUConfig(**kwargs)
+        self.steps_per_epoch = steps_per_epoch
+        self.total_epochs = total_epochs
+        self.plan = schedule.SchedulePlan.from_config(self.config, steps_per_epoch, total_epochs)
+        self.reset()
+
+    def reset(self):
+        """Forgets the run: back to step 0 of the warmup."""
+        self.steps_done = 0
+        self.state = schedule.initial_state(self.plan)
+        self.losses = []
+        self.tests = []
+        self.switch: Optional[GPTestRecord] = None
+        self._gp_state = gp_minimum.initial_gp_state()
+        self._recent_positives = collections.deque(maxlen=self.config.patience)
+        self._plateau_best = math.inf
+        self._plateau_bad_epochs = 0
+        self._warned_gp_failure = False
+
+    @property
+    def test_interval(self):
+        return self.config.test_interval or self.steps_per_epoch
+
+    @property
+    def total_steps(self):
+        return self.plan.total_steps
+
+    @property
+    def learning_rate(self):
+        """The learning rate of the next step."""
+        return float(schedule.learning_rate_at(self.steps_done, self.state, self.plan))
+
+    @property
+    def phase(self):
+        """"warmup", "decay" or "cooldown": the phase of the next step."""
+        return schedule.phase_at(self.steps_done, self.state, self.plan)
+
+    def learning_rates(self, steps=None):
+        """The learning rate of each step (all steps of the run by default)."""
+        steps = np.arange(self.total_steps) if steps is None else np.asarray(steps)
+        return schedule.learning_rate_at(steps, self.state, self.plan).numpy()
+
+    def step(self, loss):
+        """Records the loss of the step just taken; returns the next step's LR."""
+        self.observe([loss])
+        return self.learning_rate
+
+    def observe(self, losses):
+        """Records the losses of the next len(losses) steps.
+
+        A test (or reduce-on-plateau update) that falls due within them runs once, at
+        their end: the Keras callback calls this at test and epoch boundaries.
+        """
+        losses = np.asarray(losses, np.float64).ravel()
+        first, self.steps_done = self.steps_done, self.steps_done + losses.size
+        self.losses.extend(losses.tolist())
+        done = self.steps_done
+        if self.phase == "warmup" and done // self.test_interval > first // self.test_interval:
+            self._run_test()
+        if (
+            self.config.decay_phase_stat == "loss"
+            and done // self.steps_per_epoch > first // self.steps_per_epoch
+            and schedule.phase_at(done - 1, self.state, self.plan) == "decay"
+        ):
+            self._update_plateau()
+
+    def _run_test(self):
+        losses = np.asarray(self.losses)
+        step = self.steps_done
+        if np.isfinite(losses).sum() < _MIN_FINITE_LOSSES:
+            self._record_test(GPTestRecord(step, np.zeros(0), False, math.nan, None))
+            return
+        inputs = loss_sampling.sample_gp_inputs(
+            losses, self.config.num_predictions, self.config.seed, test_index=len(self.tests)
+        )
+        # Tensors, not Python floats, so that the compiled test never retraces.
+        inputs = [tf.constant(value, tf.float64) for value in inputs]
+        with tf.device("/CPU:0"):
+            gp_state, result = gp_minimum.compiled_gp_minimum_test(self._gp_state, *inputs)
+        probability = result.passed_probability.numpy()
+        if not (np.all(np.isfinite(probability)) and np.all(np.isfinite(gp_state.params.numpy()))):
+            self._warn_gp_failure(step)
+            self._record_test(GPTestRecord(step, probability, False, math.nan, None))
+            return
+        self._gp_state = gp_state
+        votes = int(np.sum(probability > self.config.confidence))
+        positive = votes > self.config.num_predictions / 2
+        lr_now = self.plan.warmup_lr(step - 1)  # the learning rate of the last recorded loss
+        x = result.argmin_x.numpy()
+        if self.config.warmup_type == "exp":
+            lrs = self.config.min_lr * (lr_now / self.config.min_lr) ** x
+        else:
+            lrs = self.config.min_lr + (lr_now - self.config.min_lr) * x
+        record = GPTestRecord(step, probability, positive, float(np.mean(lrs)), result.posterior_mean.numpy())
+        self._record_test(record)
+
+    def _record_test(self, record):
+        self.tests.append(record)
+        self._recent_positives.append(record.positive)
+        if sum(self._recent_positives) >= self.config.patience:
+            self._switch(record)
+
+    def _switch(self, record):
+        self.switch = record
+        self.state = self.state._replace(warmup_end=record.step, decay_base_lr=record.lr_at_minimum)
+        if self.config.verbose:
+            then = "cosine decay" if self.config.immediate_cooldown else "decay phase"
+            print(
+                f"AutoWU: the loss minimum has passed at step {record.step} "
+                f"(p={np.median(record.passed_probability):.3f}, {self.config.patience} positive "
+                f"tests in a row); learning rate set to {record.lr_at_minimum:.4g}, then {then}."
+            )
+
+    def _warn_gp_failure(self, step):
+        if not self._warned_gp_failure:
+            warnings.warn(
+                f"AutoWU: the GP test at step {step} failed numerically and counts as "
+                "negative; training goes on (this warning is shown once per run).",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self._warned_gp_failure = True
+
+    def _update_plateau(self):
+        epoch_start = (self.steps_done - 1) // self.steps_per_epoch * self.steps_per_epoch
+        start = max(epoch_start, min(self.state.warmup_end, self.steps_done - 1))
+        mean_loss = float(np.nanmean(np.asarray(self.losses[start:]))) if self.losses[start:] else math.nan
+        if mean_loss < self._plateau_best * (1.0 - _PLATEAU_THRESHOLD):
+            self._plateau_best = mean_loss
+            self._plateau_bad_epochs = 0
+        else:
+            self._plateau_bad_epochs += 1
+        if self._plateau_bad_epochs > _PLATEAU_PATIENCE:
+            scale = self.state.plateau_scale * self.config.decay_phase_factor
+            self.state = self.state._replace(plateau_scale=scale)
+            self._plateau_bad_epochs = 0

@@ -1,0 +1,100 @@
+"""The in-graph part of AutoWU: what runs inside every train step.
+
+`model.compute_loss` is the override point that every built-in train_step calls, in
+Keras 3 and in Keras 2 alike, once per step and before the optimizer applies the
+gradients. The hook wraps it, on the model instance, to
+
+- record the step's own loss (not Keras's running epoch mean) in a buffer, and
+- assign the optimizer's learning-rate variable the closed-form AutoWU learning rate of
+  this step, which `apply` then reads.
+
+Both are plain variable writes inside the compiled train function, so they hold for
+every step of a `steps_per_execution` chunk and under XLA, with no Python per step.
+Python reads the buffer and writes the schedule's state only when a test is due.
+"""
+
+import functools
+
+import numpy as np
+import tensorflow as tf
+
+from keras_autowu import schedule
+
+_ORIGINAL_ATTRIBUTE = "_autowu_original_compute_loss"
+
+
+class TrainStepHook:
+    """Variables and graph code for one run; see the module docstring."""
+
+    def __init__(self, model, plan, state, step_offset):
+        self._plan = plan
+        with model.distribute_strategy.scope():
+            # ONLY_FIRST_REPLICA: every replica writes the same (global) values.
+            variable = functools.partial(
+                tf.Variable, trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
+            )
+            self.losses = variable(tf.fill([plan.total_steps], np.float32(np.nan)), name="autowu_losses")
+            self.steps_recorded = variable(tf.constant(0, tf.int64), name="autowu_steps_recorded")
+            self.step_offset = variable(tf.constant(step_offset, tf.int64), name="autowu_step_offset")
+            self.warmup_end = variable(tf.constant(0, tf.int64), name="autowu_warmup_end")
+            self.decay_base_lr = variable(tf.constant(0.0, tf.float32), name="autowu_decay_base_lr")
+            self.plateau_scale = variable(tf.constant(1.0, tf.float32), name="autowu_plateau_scale")
+        self.set_state(state)
+
+    def set_state(self, state):
+        self.warmup_end.assign(state.warmup_end)
+        self.decay_base_lr.assign(state.decay_base_lr)
+        self.plateau_scale.assign(state.plateau_scale)
+
+    def read_losses(self, start, stop):
+        return self.losses[start:stop].numpy()
+
+    def on_step(self, loss, optimizer):
+        """Graph code for one step: record `loss`, set this step's learning rate."""
+        step = tf.cast(optimizer.iterations, tf.int64) - self.step_offset
+        state = schedule.ScheduleState(self.warmup_end, self.decay_base_lr, self.plateau_scale)
+        lr = schedule.learning_rate_at(step, state, self._plan)
+        optimizer.learning_rate.assign(tf.cast(lr, optimizer.learning_rate.dtype))
+        loss = _global_mean(tf.cast(tf.reshape(loss, []), tf.float32))
+        in_run = tf.logical_and(step >= 0, step < self._plan.total_steps)
+        index = tf.clip_by_value(step, 0, self._plan.total_steps - 1)
+        value = tf.where(in_run, loss, self.losses[index])
+        self.losses.scatter_nd_update(tf.reshape(index, [1, 1]), tf.reshape(value, [1]))
+        self.steps_recorded.assign_add(tf.cast(in_run, tf.int64))
+
+    def install(self, model):
+        """Wraps `model.compute_loss` and makes Keras retrace the train function."""
+        original = uninstall(model, retrace=False)
+
+        @functools.wraps(original)
+        def compute_loss(*args, **kwargs):
+            loss = original(*args, **kwargs)
+            if kwargs.get("training", True):  # Keras 3 also calls it to evaluate
+                self.on_step(loss, model.optimizer)
+            return loss
+
+        setattr(model, _ORIGINAL_ATTRIBUTE, original)
+        model.compute_loss = compute_loss
+        model.make_train_function(force=True)
+
+
+def uninstall(model, retrace=True):
+    """Removes a hook, if any; returns the model's own compute_loss."""
+    original = getattr(model, _ORIGINAL_ATTRIBUTE, None)
+    if original is None:
+        return model.compute_loss
+    model.compute_loss = original
+    delattr(model, _ORIGINAL_ATTRIBUTE)
+    if retrace:
+        model.make_train_function(force=True)
+    return original
+
+
+def _global_mean(loss):
+    """The mean of the replicas' losses: the loss of the global batch."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return loss
+    # Keras 3 and Keras 2 both hand back each replica's loss already divided by the
+    # number of replicas, so that the gradients sum to the global batch's.
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, loss)
