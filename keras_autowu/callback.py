@@ -48,8 +48,7 @@ class AutoWU(keras.callbacks.Callback):
     def __init__(self, steps_per_epoch=None, total_epochs=None, **kwargs):
         super().__init__()
         self.config = AutoWUConfig(**kwargs)
-        if steps_per_epoch is not None or total_epochs is not None:
-            check_run_length(steps_per_epoch or 1, total_epochs or 1)
+        check_run_length(steps_per_epoch, total_epochs, allow_none=True)
         self._steps_per_epoch = steps_per_epoch
         self._total_epochs = total_epochs
         self.scheduler = None

@@ -85,7 +85,7 @@ class AutoWUConfig:
             _check_int("verbose", self.verbose, 0)
 
 
-def check_run_length(steps_per_epoch, total_epochs):
-    """Checks the run's length, known at construction or only when fit() starts."""
-    _check_int("steps_per_epoch", steps_per_epoch, 1)
-    _check_int("total_epochs", total_epochs, 1)
+def check_run_length(steps_per_epoch, total_epochs, allow_none=False):
+    """Checks the run's length; the callback may leave it to fit() (None)."""
+    _check_int("steps_per_epoch", steps_per_epoch, 1, allow_none)
+    _check_int("total_epochs", total_epochs, 1, allow_none)

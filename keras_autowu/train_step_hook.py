@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from keras_autowu import schedule
 
-_ORIGINAL_ATTRIBUTE = "_autowu_original_compute_loss"
+_ORIGINALS_ATTRIBUTE = "_autowu_original_methods"
 
 
 class TrainStepHook:
@@ -63,31 +63,45 @@ class TrainStepHook:
         self.steps_recorded.assign_add(tf.cast(in_run, tf.int64))
 
     def install(self, model):
-        """Wraps `model.compute_loss` and makes Keras retrace the train function."""
-        original = uninstall(model, retrace=False)
+        """Wraps `model.compute_loss` and makes Keras retrace the train function.
 
-        @functools.wraps(original)
+        Evaluation calls compute_loss too (Keras 2 without saying so), so the hook acts
+        only when the call is traced from inside `train_step`: a flag set at trace time.
+        """
+        uninstall(model, retrace=False)
+        original_compute_loss, original_train_step = model.compute_loss, model.train_step
+        tracing_train_step = [False]
+
+        @functools.wraps(original_train_step)
+        def train_step(*args, **kwargs):
+            tracing_train_step[0] = True
+            try:
+                return original_train_step(*args, **kwargs)
+            finally:
+                tracing_train_step[0] = False
+
+        @functools.wraps(original_compute_loss)
         def compute_loss(*args, **kwargs):
-            loss = original(*args, **kwargs)
-            if kwargs.get("training", True):  # Keras 3 also calls it to evaluate
+            loss = original_compute_loss(*args, **kwargs)
+            if tracing_train_step[0]:
                 self.on_step(loss, model.optimizer)
             return loss
 
-        setattr(model, _ORIGINAL_ATTRIBUTE, original)
-        model.compute_loss = compute_loss
+        setattr(model, _ORIGINALS_ATTRIBUTE, (original_compute_loss, original_train_step))
+        model.compute_loss, model.train_step = compute_loss, train_step
         model.make_train_function(force=True)
 
 
 def uninstall(model, retrace=True):
-    """Removes a hook, if any; returns the model's own compute_loss."""
-    original = getattr(model, _ORIGINAL_ATTRIBUTE, None)
-    if original is None:
-        return model.compute_loss
-    model.compute_loss = original
-    delattr(model, _ORIGINAL_ATTRIBUTE)
+    """Removes the hook, if any, and by default makes Keras retrace without it."""
+    originals = getattr(model, _ORIGINALS_ATTRIBUTE, None)
+    if originals is None:
+        return
+    # The model's own methods come back through the class once the wrappers go.
+    del model.compute_loss, model.train_step
+    delattr(model, _ORIGINALS_ATTRIBUTE)
     if retrace:
         model.make_train_function(force=True)
-    return original
 
 
 def _global_mean(loss):
