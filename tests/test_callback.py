@@ -1,0 +1,151 @@
+"""AutoWU driven through model.fit on tiny models, on the Keras under test."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_autowu
+from conftest import classification_data, make_optimizer, tiny_classifier
+from keras_autowu import gp_minimum
+from keras_autowu._keras import keras
+
+
+def learning_rate_trace(optimizer, total_steps):
+    """A metric that writes the LR each step applied (metrics run after the update)."""
+    trace = tf.Variable(tf.fill([total_steps], np.float32(np.nan)), trainable=False)
+
+    class LearningRateTrace(keras.metrics.Metric):
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            step = tf.cast(optimizer.iterations, tf.int32) - 1
+            lr = tf.cast(optimizer.learning_rate, tf.float32)
+            trace.scatter_nd_update(tf.reshape(step, [1, 1]), tf.reshape(lr, [1]))
+
+        def result(self):
+            return tf.constant(0.0)
+
+        def reset_state(self):
+            pass
+
+    return LearningRateTrace(name="lr_trace"), trace
+
+
+def fit_with_trace(optimizer="sgd", steps_per_execution=1, jit_compile=False, epochs=20, **autowu_kwargs):
+    x, y = classification_data(256)
+    model = tiny_classifier(optimizer, steps_per_execution, jit_compile)
+    steps = epochs * 8
+    metric, trace = learning_rate_trace(model.optimizer, steps)
+    model.compile(
+        optimizer=model.optimizer, loss=model.loss, metrics=[metric],
+        steps_per_execution=steps_per_execution, jit_compile=jit_compile,
+    )
+    autowu_kwargs.setdefault("verbose", 0)
+    autowu = keras_autowu.AutoWU(**autowu_kwargs)
+    history = model.fit(x, y, batch_size=32, epochs=epochs, callbacks=[autowu], verbose=0, shuffle=False)
+    return autowu, trace.numpy(), history, model
+
+
+# A range wide enough that the loss surely turns up within the run.
+EXPLODING = dict(min_lr=1e-3, max_lr=1e3, test_interval=4)
+
+
+@pytest.mark.parametrize("steps_per_execution,jit_compile", [(1, False), (4, False), (4, True)])
+def test_learning_rate_is_exact_at_every_step(steps_per_execution, jit_compile):
+    """The LR each update applied equals the closed form, also inside multi-step chunks."""
+    autowu, trace, _, _ = fit_with_trace(steps_per_execution=steps_per_execution, jit_compile=jit_compile, **EXPLODING)
+    scheduler = autowu.scheduler
+    assert scheduler.switch is not None, "this run is meant to switch"
+    np.testing.assert_allclose(trace, scheduler.learning_rates(), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "lamb"])
+def test_drives_every_optimizer(optimizer):
+    """SGD with momentum, Adam, AdamW and LAMB all train with AutoWU's LR at every step."""
+    autowu, trace, history, _ = fit_with_trace(optimizer, epochs=10)
+    np.testing.assert_allclose(trace, autowu.scheduler.learning_rates(), rtol=1e-6, atol=1e-9)
+    assert np.all(np.isfinite(history.history["loss"]))
+
+
+def test_records_the_true_loss_of_each_step():
+    """The GP sees each step's own loss, not Keras's running mean."""
+    x = np.zeros((64, 8), "float32")
+    y = np.arange(64, dtype="float32") ** 2  # batch means far apart, as a loss that falls fast
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+
+    def label_mean(y_true, y_pred):  # the loss of a batch is the mean of its labels
+        return tf.reshape(y_true, [-1]) + 0.0 * tf.reshape(y_pred, [-1])
+
+    model.compile(optimizer=keras.optimizers.SGD(), loss=label_mean, steps_per_execution=2)
+    autowu = keras_autowu.AutoWU(verbose=0)
+    model.fit(x, y, batch_size=8, epochs=3, callbacks=[autowu], verbose=0, shuffle=False)
+    expected = np.tile(y.reshape(8, 8).mean(axis=1, dtype=np.float32), 3)
+    np.testing.assert_array_equal(np.float32(autowu.scheduler.losses), expected)
+
+
+def test_validation_is_not_recorded_and_lr_is_logged():
+    """Validation losses stay out of the record; History gets the LR of each epoch's last step."""
+    x, y = classification_data(320)
+    model = tiny_classifier()
+    autowu = keras_autowu.AutoWU(verbose=0)
+    history = model.fit(x, y, batch_size=32, epochs=4, validation_split=0.2, callbacks=[autowu], verbose=0)
+    assert len(autowu.scheduler.losses) == 4 * 8
+    lrs = autowu.scheduler.learning_rates()
+    np.testing.assert_allclose(history.history["learning_rate"], lrs[7::8], rtol=1e-6)
+
+
+def test_optimizer_with_its_own_schedule_is_refused():
+    """An optimizer built with a LearningRateSchedule gets a clear error at fit()."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 100, 0.9)
+    model = tiny_classifier(keras.optimizers.SGD(learning_rate=schedule))
+    x, y = classification_data(64)
+    with pytest.raises(ValueError, match="AutoWU sets the learning rate itself.*float learning rate"):
+        model.fit(x, y, epochs=1, callbacks=[keras_autowu.AutoWU()], verbose=0)
+
+
+def _unknown_length_dataset():
+    x, y = classification_data(64)
+    return tf.data.Dataset.from_generator(
+        lambda: iter(zip(x, y)),
+        output_signature=(tf.TensorSpec([8], tf.float32), tf.TensorSpec([], tf.int32)),
+    ).batch(16)
+
+
+def test_unknown_length_needs_steps_per_epoch():
+    """Without a known length the error names steps_per_epoch; given it, training works."""
+    model = tiny_classifier()
+    with pytest.raises(ValueError, match=r"Pass AutoWU\(steps_per_epoch=...\)"):
+        model.fit(_unknown_length_dataset(), epochs=2, callbacks=[keras_autowu.AutoWU()], verbose=0)
+    autowu = keras_autowu.AutoWU(steps_per_epoch=4, verbose=0)
+    model.fit(_unknown_length_dataset(), epochs=2, callbacks=[autowu], verbose=0)
+    assert autowu.scheduler.total_steps == 8 and len(autowu.scheduler.losses) == 8
+
+
+def test_one_callback_serves_several_fits_and_leaves_the_model_clean():
+    """Each fit() starts a new AutoWU run; afterwards the model trains with its own LR again."""
+    x, y = classification_data(128)
+    model = tiny_classifier()
+    autowu = keras_autowu.AutoWU(verbose=0)
+    model.fit(x, y, batch_size=32, epochs=3, callbacks=[autowu], verbose=0)
+    first = autowu.scheduler
+    model.fit(x, y, batch_size=32, epochs=2, callbacks=[autowu], verbose=0)
+    assert autowu.scheduler is not first and len(autowu.scheduler.losses) == 2 * 4
+    assert autowu.scheduler.learning_rates()[0] == pytest.approx(1e-5)
+    assert "compute_loss" not in vars(model) and "train_step" not in vars(model)
+    model.optimizer.learning_rate = 0.125
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert float(model.optimizer.learning_rate) == 0.125
+
+
+def test_gp_test_compiles_at_most_once_per_run():
+    """The compiled GP test is traced at most once in a run with many tests."""
+    before = gp_minimum.compiled_gp_minimum_test.experimental_get_tracing_count()
+    autowu, _, _, _ = fit_with_trace(epochs=10, test_interval=2)
+    assert len(autowu.scheduler.tests) >= 10
+    assert gp_minimum.compiled_gp_minimum_test.experimental_get_tracing_count() - before <= 1
+
+
+def test_plot_is_written(tmp_path):
+    """plot_autowu draws the run and saves a PNG."""
+    autowu, _, _, _ = fit_with_trace(**EXPLODING)
+    path = tmp_path / "autowu.png"
+    keras_autowu.plot_autowu(autowu.scheduler, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
