@@ -1,0 +1,64 @@
+"""Latency of one "minimum passed?" test, after its compiling first call.
+
+Each test subsamples the recorded losses (100 fit points, 500 conditioning points for
+each of the 5 predictions), refits the GP with 100 Adam steps and predicts: exactly
+what AutoWU does at a test. Prints median and p95 per record length, and the number of
+times the compiled function was traced.
+
+    python benchmarks/gp_test_latency.py [--quick]
+"""
+
+import argparse
+import os
+import platform
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_autowu import gp_minimum, loss_sampling  # noqa: E402
+
+
+def loss_stream(n, rng):
+    """A warmup-like loss: falls, bottoms out at 70% of the record, rises; noisy."""
+    x = np.arange(n) / n
+    return 2.0 - 1.5 * np.exp(-(((x - 0.7) / 0.25) ** 2)) + 0.1 * rng.standard_normal(n)
+
+
+def time_tests(n, repeats, rng):
+    state = gp_minimum.initial_gp_state()
+    losses = loss_stream(n, rng)
+    seconds = []
+    for test_index in range(repeats + 1):
+        start = time.perf_counter()
+        inputs = loss_sampling.sample_gp_inputs(losses, 5, seed=0, test_index=test_index)
+        inputs = [tf.constant(v, tf.float64) for v in inputs]
+        with tf.device("/CPU:0"):
+            state, result = gp_minimum.compiled_gp_minimum_test(state, *inputs)
+        result.passed_probability.numpy()
+        seconds.append(time.perf_counter() - start)
+    return np.array(seconds[1:]) * 1e3  # the first call of a process compiles
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, for CI")
+    args = parser.parse_args()
+    repeats = 5 if args.quick else 50
+    rng = np.random.default_rng(0)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"TensorFlow {tf.__version__}")
+    start = time.perf_counter()
+    time_tests(500, 0, rng)
+    print(f"first call (trace + XLA compile): {time.perf_counter() - start:.2f} s")
+    print(f"{'losses':>8} {'median ms':>10} {'p95 ms':>8}")
+    for n in (50, 100, 500, 1000, 2000, 5000, 10000):
+        ms = time_tests(n, repeats, rng)
+        print(f"{n:>8} {np.median(ms):>10.2f} {np.percentile(ms, 95):>8.2f}")
+    print(f"traces: {gp_minimum.compiled_gp_minimum_test.experimental_get_tracing_count()}")
+
+
+if __name__ == "__main__":
+    main()
