@@ -18,6 +18,11 @@ _PLATEAU_PATIENCE = 5
 _MIN_FINITE_LOSSES = 3
 
 
+# One call instead of a score of eager ops per step of a custom loop; traced once per
+# plan (the state goes in as tensors).
+_compiled_learning_rate_at = tf.function(schedule.learning_rate_at)
+
+
 class GPTestRecord(NamedTuple):
     """One "minimum passed?" test: at `step`, over the losses of steps 0..step-1."""
 
@@ -113,7 +118,8 @@ class AutoWUScheduler:
     @property
     def learning_rate(self):
         """The learning rate of the next step."""
-        return float(schedule.learning_rate_at(self.steps_done, self.state, self.plan))
+        state = schedule.ScheduleState(*(tf.constant(v) for v in self.state))
+        return float(_compiled_learning_rate_at(tf.constant(self.steps_done, tf.int64), state, self.plan))
 
     @property
     def phase(self):
