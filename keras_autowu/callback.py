@@ -2,6 +2,8 @@
 
 import dataclasses
 
+import tensorflow as tf
+
 from keras_autowu import train_step_hook
 from keras_autowu._keras import keras
 from keras_autowu.config import AutoWUConfig, check_run_length
@@ -72,7 +74,7 @@ class AutoWU(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         _check_settable_learning_rate(optimizer)
         self._hook = train_step_hook.TrainStepHook(
-            self.model, self.scheduler.plan, self.scheduler.state, step_offset=int(optimizer.iterations)
+            self.model, self.scheduler.plan, self.scheduler.state, step_offset=int(optimizer.iterations.numpy())
         )
         self._hook.install(self.model)
         self._initial_epoch = None  # fit's initial_epoch, seen at the first epoch
@@ -94,13 +96,13 @@ class AutoWU(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self._sync(self._steps_recorded())
         if logs is not None:
-            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+            logs["learning_rate"] = float(tf.convert_to_tensor(self.model.optimizer.learning_rate))
 
     def on_train_end(self, logs=None):
         train_step_hook.uninstall(self.model)
 
     def _steps_recorded(self):
-        return int(self._hook.steps_recorded)
+        return int(self._hook.steps_recorded.numpy())
 
     def _sync(self, done):
         """Hands the scheduler the losses of the steps since the last sync."""

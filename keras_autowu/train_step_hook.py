@@ -59,7 +59,8 @@ class TrainStepHook:
         in_run = tf.logical_and(step >= 0, step < self._plan.total_steps)
         index = tf.clip_by_value(step, 0, self._plan.total_steps - 1)
         value = tf.where(in_run, loss, self.losses[index])
-        self.losses.scatter_nd_update(tf.reshape(index, [1, 1]), tf.reshape(value, [1]))
+        # scatter_update, unlike scatter_nd_update, is implemented for mirrored variables.
+        self.losses.scatter_update(tf.IndexedSlices(tf.reshape(value, [1]), tf.reshape(index, [1])))
         self.steps_recorded.assign_add(tf.cast(in_run, tf.int64))
 
     def install(self, model):

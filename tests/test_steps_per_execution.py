@@ -1,0 +1,53 @@
+"""steps_per_execution 1, 8, 32 (the TPU norm): same losses, same switch, exact LR per step."""
+
+import functools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_autowu
+from keras_autowu._keras import keras
+from test_callback import learning_rate_trace
+
+STEPS_PER_EPOCH, EPOCHS, BATCH = 32, 12, 4
+
+
+def label_mean(y_true, y_pred):
+    """The loss of a batch is the mean of its labels: the same whatever the LR."""
+    return tf.reshape(y_true, [-1]) + 0.0 * tf.reshape(y_pred, [-1])
+
+
+def parabola_labels():
+    """Labels whose batch means, step after step, fall, bottom out at step 120, and rise."""
+    steps = np.arange(STEPS_PER_EPOCH * EPOCHS)
+    batch_means = ((steps - 120) / 120.0) ** 2 + 0.05 * np.random.default_rng(0).standard_normal(steps.size)
+    return np.repeat(batch_means, BATCH).astype("float32")
+
+
+@functools.lru_cache(maxsize=None)  # the single-step run is the reference for every case
+def fit(steps_per_execution, jit_compile=False):
+    y_all = parabola_labels()
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    optimizer = keras.optimizers.SGD()
+    metric, trace = learning_rate_trace(optimizer, STEPS_PER_EPOCH * EPOCHS)
+    model.compile(optimizer=optimizer, loss=label_mean, metrics=[metric],
+                  steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+    autowu = keras_autowu.AutoWU(max_warmup_fraction=0.9, verbose=0)
+    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((y_all.size, 2), "float32"), y_all)).batch(BATCH)
+    dataset = dataset.take(STEPS_PER_EPOCH * EPOCHS)
+    model.fit(dataset.repeat(), steps_per_epoch=STEPS_PER_EPOCH, epochs=EPOCHS, callbacks=[autowu], verbose=0)
+    return autowu.scheduler, trace.numpy()
+
+
+@pytest.mark.parametrize("steps_per_execution,jit_compile", [(8, False), (32, False), (32, True)])
+def test_switch_and_learning_rates_do_not_depend_on_steps_per_execution(steps_per_execution, jit_compile):
+    """With the same losses, chunks of 8 or 32 steps switch at the same test as single steps."""
+    single, single_trace = fit(1)
+    chunked, chunked_trace = fit(steps_per_execution, jit_compile)
+    assert single.switch is not None
+    assert chunked.switch.step == single.switch.step
+    assert chunked.switch.lr_at_minimum == pytest.approx(single.switch.lr_at_minimum, rel=1e-9)
+    np.testing.assert_array_equal(np.float32(chunked.losses), np.float32(single.losses))
+    np.testing.assert_allclose(chunked_trace, chunked.learning_rates(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(chunked_trace, single_trace, rtol=1e-6, atol=1e-9)
