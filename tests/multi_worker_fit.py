@@ -1,0 +1,57 @@
+"""One worker of a two-worker MultiWorkerMirroredStrategy run with AutoWU (tf_keras).
+
+Started by test_multi_worker.py with TF_CONFIG set; writes what AutoWU decided to the
+JSON file named by its argument.
+"""
+
+import json
+import os
+import sys
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # Keras 3's fit fails under this strategy upstream
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# Collective ops must be configured before anything (Keras, TFP) initialises TensorFlow.
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+
+import keras_autowu  # noqa: E402
+from keras_autowu._keras import keras  # noqa: E402
+
+STEPS_PER_EPOCH, EPOCHS, GLOBAL_BATCH = 16, 12, 8
+
+
+def label_mean(y_true, y_pred):
+    """The loss of a batch is the mean of its labels, whatever the weights."""
+    return tf.reshape(y_true, [-1]) + 0.0 * tf.reshape(y_pred, [-1])
+
+
+def main(output_path):
+    steps = np.arange(STEPS_PER_EPOCH * EPOCHS)
+    batch_means = ((steps - 70) / 70.0) ** 2 + 0.05 * np.random.default_rng(0).standard_normal(steps.size)
+    labels = np.repeat(batch_means, GLOBAL_BATCH).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((labels.size, 2), "float32"), labels))
+    dataset = dataset.batch(GLOBAL_BATCH).repeat()
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(momentum=0.9), loss=label_mean, steps_per_execution=4)
+    autowu = keras_autowu.AutoWU(max_warmup_fraction=0.9, verbose=0)
+    model.fit(dataset, steps_per_epoch=STEPS_PER_EPOCH, epochs=EPOCHS, callbacks=[autowu], verbose=0)
+    scheduler = autowu.scheduler
+    with open(output_path, "w") as f:
+        json.dump(
+            dict(
+                switch_step=scheduler.switch and scheduler.switch.step,
+                switch_lr=scheduler.switch and scheduler.switch.lr_at_minimum,
+                losses=scheduler.losses,
+                learning_rates=scheduler.learning_rates().tolist(),
+                final_optimizer_lr=float(model.optimizer.learning_rate.numpy()),
+            ),
+            f,
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
