@@ -114,3 +114,16 @@ def test_reset_starts_a_new_run():
     scheduler.reset()
     assert scheduler.steps_done == 0 and scheduler.switch is None and scheduler.phase == "warmup"
     assert scheduler.learning_rate == pytest.approx(1e-5)
+
+
+def test_flat_noisy_loss_does_not_switch():
+    """A loss that does not depend on the LR (the early warmup) is no reason to stop."""
+    scheduler, _ = run(lambda lr, rng: 2.3 + 0.05 * rng.standard_normal(), total_epochs=20)
+    assert scheduler.switch is None
+
+
+def test_loss_rising_from_the_start_switches_early_near_min_lr():
+    """A loss that only rises has its minimum at the start: switch soon, at a small LR."""
+    scheduler, _ = run(lambda lr, rng: 1.0 + 0.3 * np.log10(max(lr, 1e-9) / 1e-5) + 0.05 * rng.standard_normal())
+    assert scheduler.switch is not None and scheduler.switch.step <= 4 * scheduler.test_interval
+    assert scheduler.switch.lr_at_minimum < 1e-4
