@@ -1,7 +1,7 @@
 # make demo: set up .venv and train on scikit-learn's digits with AutoWU (writes autowu_digits.png)
 # make test: set up .venv and run the tests on Keras 3 and on Keras 2 (tf_keras)
 # make test-compat: the Keras 2 stack (TensorFlow 2.15, tensorflow-addons) in .venv-tf215
-# make bench: the GP test's latency
+# make bench: the GP test's latency and AutoWU's training overhead
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -33,3 +33,4 @@ test-compat: $(COMPAT_VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/gp_test_latency.py
+	$(VENV)/bin/python benchmarks/training_overhead.py
