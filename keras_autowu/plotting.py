@@ -14,14 +14,13 @@ def plot_autowu(scheduler, path, title="AutoWU"):
     Returns:
       The matplotlib Figure.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure draws with Agg and leaves the user's pyplot backend alone.
+    from matplotlib.figure import Figure
 
     losses = np.asarray(scheduler.losses)
     steps = np.arange(scheduler.total_steps)
-    fig, (ax_lr, ax_loss) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    fig = Figure(figsize=(8, 6))
+    ax_lr, ax_loss = fig.subplots(2, 1, sharex=True)
     ax_lr.plot(steps, scheduler.learning_rates(steps), color="C0")
     ax_lr.set_yscale("log")
     ax_lr.set_ylabel("learning rate")
@@ -48,5 +47,4 @@ def plot_autowu(scheduler, path, title="AutoWU"):
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return fig
