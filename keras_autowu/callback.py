@@ -91,30 +91,27 @@ class AutoWU(keras.callbacks.Callback):
         done = epochs_done * self.scheduler.steps_per_epoch + batch + 1
         interval = self.scheduler.test_interval
         if done // interval > self.scheduler.steps_done // interval:
-            self._sync(self._steps_recorded())
+            self._sync()
 
     def on_epoch_end(self, epoch, logs=None):
-        self._sync(self._steps_recorded())
+        self._sync()
+        if self.scheduler.steps_done == 0:
+            raise RuntimeError(
+                "AutoWU saw no loss in a whole epoch: this model's train_step does not "
+                "call self.compute_loss(...). Compute the loss with it, or use "
+                "keras_autowu.AutoWUScheduler in a custom training loop."
+            )
         if logs is not None:
             logs["learning_rate"] = float(tf.convert_to_tensor(self.model.optimizer.learning_rate))
 
     def on_train_end(self, logs=None):
         train_step_hook.uninstall(self.model)
 
-    def _steps_recorded(self):
-        return int(self._hook.steps_recorded.numpy())
-
-    def _sync(self, done):
+    def _sync(self):
         """Hands the scheduler the losses of the steps since the last sync."""
-        start = self.scheduler.steps_done
+        start, done = self.scheduler.steps_done, int(self._hook.steps_recorded.numpy())
         if done <= start:
             return
-        if done > 0 and start == 0 and self._steps_recorded() == 0:
-            raise RuntimeError(
-                "AutoWU saw no loss: this model's train_step does not call "
-                "self.compute_loss(...). Compute the loss with it, or use "
-                "keras_autowu.AutoWUScheduler in a custom training loop."
-            )
         before = self.scheduler.state
         self.scheduler.observe(self._hook.read_losses(start, done))
         if self.scheduler.state != before:

@@ -149,3 +149,23 @@ def test_plot_is_written(tmp_path):
     path = tmp_path / "autowu.png"
     keras_autowu.plot_autowu(autowu.scheduler, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_step_without_compute_loss_is_an_error():
+    """A custom train_step that bypasses compute_loss fails loudly instead of training without AutoWU."""
+
+    class OwnLoss(keras.Model):
+        def train_step(self, data):
+            x, y = data
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(self(x, training=True)[:, 0] - tf.cast(y, tf.float32)))
+            grads = tape.gradient(loss, self.trainable_variables)
+            self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+            return {"loss": loss}
+
+    inputs = keras.Input((8,))
+    model = OwnLoss(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(), loss="mse")
+    x, y = classification_data(64)
+    with pytest.raises(RuntimeError, match="AutoWU saw no loss"):
+        model.fit(x, y, batch_size=16, epochs=2, callbacks=[keras_autowu.AutoWU(verbose=0)], verbose=0)
