@@ -2,12 +2,14 @@
 
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
 
-from keras_autowu import train_step_hook
+from keras_autowu import run_variables, train_step_hook
 from keras_autowu._keras import keras
 from keras_autowu.config import AutoWUConfig, check_run_length
 from keras_autowu.scheduler import AutoWUScheduler
+from keras_autowu.weight_snapshot import WeightSnapshot
 
 
 class AutoWU(keras.callbacks.Callback):
@@ -47,55 +49,103 @@ class AutoWU(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, steps_per_epoch=None, total_epochs=None, **kwargs):
+    def __init__(self, steps_per_epoch=None, total_epochs=None, rollback_on_divergence=True, **kwargs):
         super().__init__()
         self.config = AutoWUConfig(**kwargs)
         check_run_length(steps_per_epoch, total_epochs, allow_none=True)
+        if not isinstance(rollback_on_divergence, bool):
+            raise ValueError(
+                "AutoWU expects `rollback_on_divergence` to be a bool. "
+                f"Received rollback_on_divergence={rollback_on_divergence!r}"
+            )
         self._steps_per_epoch = steps_per_epoch
         self._total_epochs = total_epochs
+        self.rollback_on_divergence = rollback_on_divergence
         self.scheduler = None
-        self._hook = None
-        self._epoch = self._initial_epoch = 0
+        self._variables = self._hook = self._snapshot = None
+        self._run_started = False
         if self.config.test_interval is not None:
             # Only then does AutoWU need Python between epochs; without a batch hook,
             # Keras keeps dispatching batches asynchronously.
             self.on_train_batch_end = self._test_if_due
 
-    def on_train_begin(self, logs=None):
-        steps_per_epoch = self._steps_per_epoch or self.params.get("steps")
+    def build(self, model):
+        """Adds AutoWU's state variables to `model.optimizer` before fit() would.
+
+        Only needed to load a checkpoint that holds them (one saved during an AutoWU
+        run) before calling fit(initial_epoch=...): Keras 3 restores an optimizer only
+        into the same variables. Needs `steps_per_epoch` and `total_epochs`; builds the
+        optimizer, as loading its state needs anyway.
+        """
+        if not (self._steps_per_epoch and self._total_epochs):
+            raise ValueError(
+                "AutoWU.build needs the run's length: pass AutoWU(steps_per_epoch=..., "
+                f"total_epochs=...). Received steps_per_epoch={self._steps_per_epoch!r}, "
+                f"total_epochs={self._total_epochs!r}"
+            )
+        self.set_model(model)
+        self._attach_variables({"steps": self._steps_per_epoch, "epochs": self._total_epochs})
+
+    def set_params(self, params):
+        super().set_params(params)
+        # Before any callback's on_train_begin, where BackupAndRestore restores.
+        if self.model is not None and getattr(self.model, "optimizer", None) is not None:
+            self._attach_variables(params)
+
+    def _attach_variables(self, params):
+        steps_per_epoch = self._steps_per_epoch or params.get("steps")
         if not steps_per_epoch:
             raise ValueError(
                 "AutoWU needs the number of steps per epoch, which fit() cannot infer "
-                f"from this data (steps={self.params.get('steps')!r}). "
+                f"from this data (steps={params.get('steps')!r}). "
                 "Pass AutoWU(steps_per_epoch=...)."
             )
-        total_epochs = self._total_epochs or self.params.get("epochs")
+        total_epochs = self._total_epochs or params.get("epochs")
         self.scheduler = AutoWUScheduler(steps_per_epoch, total_epochs, **dataclasses.asdict(self.config))
-        optimizer = self.model.optimizer
-        _check_settable_learning_rate(optimizer)
-        self._hook = train_step_hook.TrainStepHook(
-            self.model, self.scheduler.plan, self.scheduler.state, step_offset=int(optimizer.iterations.numpy())
-        )
+        _check_settable_learning_rate(self.model.optimizer)
+        self._variables = run_variables.attach(self.model, self.scheduler.total_steps)
+
+    def on_train_begin(self, logs=None):
+        if self._variables is None:  # set_params was not called by fit (Keras 2 does)
+            self._attach_variables(self.params)
+        self._hook = train_step_hook.TrainStepHook(self._variables, self.scheduler.plan)
         self._hook.install(self.model)
-        self._initial_epoch = None  # fit's initial_epoch, seen at the first epoch
+        self._run_started = False
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self._initial_epoch is None:
-            self._initial_epoch = epoch
-        self._epoch = epoch
+        if not self._run_started:
+            # Here, not in on_train_begin: BackupAndRestore may restore after AutoWU's.
+            self._start_or_resume()
+            self._run_started = True
+            self._steps_at_start = self.scheduler.steps_done
+
+    def _start_or_resume(self):
+        losses, offset = self._variables.recorded_losses()
+        step = int(self.model.optimizer.iterations.numpy())
+        total = self.scheduler.total_steps
+        if offset == run_variables.NO_RUN or losses.size >= total or not 0 <= step - offset < total:
+            self._variables.start_run(step_offset=step)
+            self.scheduler.reset()
+        else:
+            self.scheduler.set_state({**self.scheduler.get_state(), "losses": losses})
+            if self.config.verbose:
+                print(
+                    f"AutoWU: resuming at step {self.scheduler.steps_done} of "
+                    f"{self.scheduler.total_steps}, in the {self.scheduler.phase} phase, "
+                    f"learning rate {self.scheduler.learning_rate:.4g}."
+                )
+        self._variables.set_schedule_state(self.scheduler.state)
+        self._take_snapshot()
 
     def _test_if_due(self, batch, logs=None):
-        # `batch` is the last step, within this epoch, of the chunk that just ran: a
-        # Python count tells whether a test is due, without reading the device.
-        epochs_done = self._epoch - self._initial_epoch
-        done = epochs_done * self.scheduler.steps_per_epoch + batch + 1
+        done = int(self._variables.steps_recorded.numpy())
         interval = self.scheduler.test_interval
         if done // interval > self.scheduler.steps_done // interval:
             self._sync()
 
     def on_epoch_end(self, epoch, logs=None):
         self._sync()
-        if self.scheduler.steps_done == 0:
+        if self.scheduler.steps_done == self._steps_at_start:
             raise RuntimeError(
                 "AutoWU saw no loss in a whole epoch: this model's train_step does not "
                 "call self.compute_loss(...). Compute the loss with it, or use "
@@ -105,17 +155,40 @@ class AutoWU(keras.callbacks.Callback):
             logs["learning_rate"] = float(tf.convert_to_tensor(self.model.optimizer.learning_rate))
 
     def on_train_end(self, logs=None):
+        # The variables stay in the optimizer: a checkpoint saved now must still load
+        # into one that AutoWU set up, and Keras's tracking lists only grow.
         train_step_hook.uninstall(self.model)
+        self._snapshot = None
 
     def _sync(self):
         """Hands the scheduler the losses of the steps since the last sync."""
-        start, done = self.scheduler.steps_done, int(self._hook.steps_recorded.numpy())
-        if done <= start:
+        start = self.scheduler.steps_done
+        losses, _ = self._variables.recorded_losses()
+        if losses.size <= start:
             return
-        before = self.scheduler.state
-        self.scheduler.observe(self._hook.read_losses(start, done))
+        before, tests_before = self.scheduler.state, len(self.scheduler.tests)
+        self.scheduler.observe(losses[start:])
         if self.scheduler.state != before:
-            self._hook.set_state(self.scheduler.state)
+            self._variables.set_schedule_state(self.scheduler.state)
+        if self.scheduler.divergence is not None and before.warmup_end != self.scheduler.state.warmup_end:
+            self._roll_back()
+        elif self.scheduler.phase == "warmup" and len(self.scheduler.tests) > tests_before:
+            self._take_snapshot()
+
+    def _take_snapshot(self):
+        if self.rollback_on_divergence and self.scheduler.phase == "warmup":
+            self._snapshot = WeightSnapshot(self.model, self.scheduler.steps_done, self._variables.refs())
+
+    def _roll_back(self):
+        if not self.rollback_on_divergence or self._snapshot is None:
+            return
+        self._snapshot.restore()
+        if self.config.verbose:
+            print(
+                f"AutoWU: weights and optimizer state rolled back to step "
+                f"{self._snapshot.step}, the last test with a healthy loss."
+            )
+        self._snapshot = None
 
 
 def _check_settable_learning_rate(optimizer):

@@ -16,6 +16,12 @@ _PLATEAU_THRESHOLD = 1e-4
 _PLATEAU_PATIENCE = 5
 # Fewer finite losses than this give the GP nothing to fit.
 _MIN_FINITE_LOSSES = 3
+# The warmup has diverged when a test interval's mean loss rises above the first
+# interval's by as much as the loss had come down from it (so, twice as far from the
+# best as the start was), and by more than this many standard errors of an interval's
+# mean: batch noise alone should never cut a warmup short.
+_DIVERGENCE_NOISE_MARGIN = 6.0
+_STATE_FORMAT = 1
 
 
 # One call instead of a score of eager ops per step of a custom loop; traced once per
@@ -33,6 +39,15 @@ class GPTestRecord(NamedTuple):
     posterior_mean: Optional[np.ndarray]  # [num_predictions, 500] on x in [0, 1]
 
 
+class Divergence(NamedTuple):
+    """Why and where the warmup was cut short by a diverging loss."""
+
+    step: int  # the first step after the warmup
+    reason: str
+    learning_rate: float  # what the warmup handed on
+    fallback: bool  # True: the GP had no estimate; the LR at the lowest finite loss
+
+
 class AutoWUScheduler:
     """AutoWU for any training loop: give it each step's loss, get the next step's LR.
 
@@ -44,6 +59,15 @@ class AutoWUScheduler:
     a cosine to zero at the end of the run (`immediate_cooldown=True`), or a constant
     (or per-epoch `decay_phase_factor`, or reduce-on-plateau on the epoch's mean loss
     with `decay_phase_stat="loss"`) and then a cosine over the last `cooldown_fraction`.
+
+    A warmup whose loss diverges (a non-finite loss, or a test interval's mean loss
+    back at the first interval's or above) ends at that test, with the learning rate
+    at the GP's minimum of the finite losses, or, when the GP has no estimate, the
+    warmup's learning rate at the lowest finite loss (`min_lr` when there is none).
+
+    Every decision is a function of the losses alone: `get_state()` is the losses,
+    and `set_state()` replays them, so a restored scheduler continues exactly as the
+    original would have.
 
     Args:
       steps_per_epoch: Int. Steps (optimizer updates) per epoch.
@@ -93,6 +117,15 @@ class AutoWUScheduler:
         self.total_epochs = total_epochs
         self.plan = schedule.SchedulePlan.from_config(self.config, steps_per_epoch, total_epochs)
         self.reset()
+        if 0 < self.plan.max_warmup_steps <= self.test_interval:
+            warnings.warn(
+                f"AutoWU: no GP test falls within the warmup: test_interval={self.test_interval} "
+                f"steps, but the warmup lasts at most {self.plan.max_warmup_steps} of the run's "
+                f"{self.total_steps} steps. The learning rate follows the warmup to its cap "
+                "(max_lr); pass a smaller test_interval, or train for more epochs.",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def reset(self):
         """Forgets the run: back to step 0 of the warmup."""
@@ -101,11 +134,15 @@ class AutoWUScheduler:
         self.losses = []
         self.tests = []
         self.switch: Optional[GPTestRecord] = None
+        self.divergence: Optional[Divergence] = None
+        self._interval_means = []
         self._gp_state = gp_minimum.initial_gp_state()
         self._recent_positives = collections.deque(maxlen=self.config.patience)
         self._plateau_best = math.inf
         self._plateau_bad_epochs = 0
         self._warned_gp_failure = False
+        self._warned_non_finite = False
+        self._quiet = False
 
     @property
     def test_interval(self):
@@ -139,28 +176,116 @@ class AutoWUScheduler:
     def observe(self, losses):
         """Records the losses of the next len(losses) steps.
 
-        A test (or reduce-on-plateau update) that falls due within them runs once, at
-        their end: the Keras callback calls this at test and epoch boundaries.
+        Each test (and reduce-on-plateau update) that falls due within them runs on the
+        losses up to its own step, whatever the chunking: the Keras callback calls this
+        once per test or epoch boundary, a restore once for the whole run so far.
         """
         losses = np.asarray(losses, np.float64).ravel()
-        first, self.steps_done = self.steps_done, self.steps_done + losses.size
-        self.losses.extend(losses.tolist())
-        done = self.steps_done
-        if self.phase == "warmup" and done // self.test_interval > first // self.test_interval:
-            self._run_test()
+        while losses.size:
+            done = self.steps_done
+            boundary = min(_next_multiple(done, self.test_interval), _next_multiple(done, self.steps_per_epoch))
+            chunk, losses = losses[: boundary - done], losses[boundary - done :]
+            self.losses.extend(chunk.tolist())
+            self.steps_done = done + chunk.size
+            if self.steps_done == boundary:
+                self._at_boundary(boundary)
+
+    def _at_boundary(self, step):
+        if step % self.test_interval == 0:
+            if self.phase == "warmup":
+                self._test_warmup(step)
+            else:
+                self._check_after_warmup(step)
         if (
             self.config.decay_phase_stat == "loss"
-            and done // self.steps_per_epoch > first // self.steps_per_epoch
-            and schedule.phase_at(done - 1, self.state, self.plan) == "decay"
+            and step % self.steps_per_epoch == 0
+            and schedule.phase_at(step - 1, self.state, self.plan) == "decay"
         ):
             self._update_plateau()
 
-    def _run_test(self):
-        losses = np.asarray(self.losses)
-        step = self.steps_done
-        if np.isfinite(losses).sum() < _MIN_FINITE_LOSSES:
-            self._record_test(GPTestRecord(step, np.zeros(0), False, math.nan, None))
+    def get_state(self):
+        """The scheduler's state, as plain values: its run's length and the losses."""
+        return {
+            "format": _STATE_FORMAT,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_epochs": self.total_epochs,
+            "losses": np.asarray(self.losses, np.float64),
+        }
+
+    def set_state(self, state):
+        """Restores a `get_state()`: replays its losses, which re-makes every decision."""
+        if state.get("format") != _STATE_FORMAT:
+            raise ValueError(f"AutoWU cannot read this state: format={state.get('format')!r}")
+        saved = (state["steps_per_epoch"], state["total_epochs"])
+        if saved != (self.steps_per_epoch, self.total_epochs):
+            raise ValueError(
+                "AutoWU's state is of a run of steps_per_epoch, total_epochs = "
+                f"{saved}; this scheduler's run is {(self.steps_per_epoch, self.total_epochs)}."
+            )
+        self.reset()
+        self._quiet = True
+        try:
+            self.observe(state["losses"])
+        finally:
+            self._quiet = False
+
+    def _test_warmup(self, step):
+        interval = np.asarray(self.losses[step - self.test_interval : step])
+        reason = self._divergence_reason(step, interval)
+        record = self._gp_test(step)
+        if reason is None:
+            self._record_test(record)
             return
+        self.tests.append(record)
+        fallback = not math.isfinite(record.lr_at_minimum)
+        lr = self._fallback_lr() if fallback else record.lr_at_minimum
+        self.divergence = Divergence(step, reason, lr, fallback)
+        self._switch(record._replace(lr_at_minimum=lr))
+
+    def _divergence_reason(self, step, interval):
+        bad = np.flatnonzero(~np.isfinite(interval))
+        if bad.size:
+            return f"the loss of step {step - interval.size + bad[0]} is {interval[bad[0]]}"
+        mean = float(interval.mean())
+        self._interval_means.append(mean)
+        first, best = self._interval_means[0], min(self._interval_means)
+        margin = max(first - best, _DIVERGENCE_NOISE_MARGIN * self._step_noise() / math.sqrt(interval.size))
+        if mean > first + margin:
+            return f"the mean loss of steps {step - interval.size}..{step - 1} rose to {mean:.4g} (best {best:.4g})"
+        return None
+
+    def _step_noise(self):
+        """A robust estimate of the per-step loss noise: from successive differences."""
+        losses = np.asarray(self.losses)
+        differences = np.abs(np.diff(losses[np.isfinite(losses)]))
+        # For Gaussian noise, median |x_i - x_j| = 0.954 sigma; the median ignores a trend.
+        return float(np.median(differences)) / 0.954 if differences.size else 0.0
+
+    def _fallback_lr(self):
+        losses = np.asarray(self.losses)
+        finite = np.flatnonzero(np.isfinite(losses))
+        if not finite.size:
+            return self.config.min_lr
+        return self.plan.warmup_lr(int(finite[np.argmin(losses[finite])]))
+
+    def _check_after_warmup(self, step):
+        interval = np.asarray(self.losses[step - self.test_interval : step])
+        bad = np.flatnonzero(~np.isfinite(interval))
+        if bad.size and not self._warned_non_finite and not self._quiet:
+            warnings.warn(
+                f"AutoWU: the loss of step {step - interval.size + bad[0]} is {interval[bad[0]]}, "
+                f"in the {self.phase} phase. AutoWU keeps its schedule; to stop such a run, "
+                "add keras.callbacks.TerminateOnNaN() (this warning is shown once per run).",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            self._warned_non_finite = True
+
+    def _gp_test(self, step):
+        """The GP test on the losses of steps 0..step-1."""
+        losses = np.asarray(self.losses[:step])
+        if np.isfinite(losses).sum() < _MIN_FINITE_LOSSES:
+            return GPTestRecord(step, np.zeros(0), False, math.nan, None)
         inputs = loss_sampling.sample_gp_inputs(
             losses, self.config.num_predictions, self.config.seed, test_index=len(self.tests)
         )
@@ -171,8 +296,7 @@ class AutoWUScheduler:
         probability = result.passed_probability.numpy()
         if not (np.all(np.isfinite(probability)) and np.all(np.isfinite(gp_state.params.numpy()))):
             self._warn_gp_failure(step)
-            self._record_test(GPTestRecord(step, probability, False, math.nan, None))
-            return
+            return GPTestRecord(step, probability, False, math.nan, None)
         self._gp_state = gp_state
         votes = int(np.sum(probability > self.config.confidence))
         positive = votes > self.config.num_predictions / 2
@@ -182,8 +306,7 @@ class AutoWUScheduler:
             lrs = self.config.min_lr * (lr_now / self.config.min_lr) ** x
         else:
             lrs = self.config.min_lr + (lr_now - self.config.min_lr) * x
-        record = GPTestRecord(step, probability, positive, float(np.mean(lrs)), result.posterior_mean.numpy())
-        self._record_test(record)
+        return GPTestRecord(step, probability, positive, float(np.mean(lrs)), result.posterior_mean.numpy())
 
     def _record_test(self, record):
         self.tests.append(record)
@@ -194,16 +317,23 @@ class AutoWUScheduler:
     def _switch(self, record):
         self.switch = record
         self.state = self.state._replace(warmup_end=record.step, decay_base_lr=record.lr_at_minimum)
-        if self.config.verbose:
+        if self.config.verbose and not self._quiet:
             then = "cosine decay" if self.config.immediate_cooldown else "decay phase"
-            print(
-                f"AutoWU: the loss minimum has passed at step {record.step} "
-                f"(p={np.median(record.passed_probability):.3f}, {self.config.patience} positive "
-                f"tests in a row); learning rate set to {record.lr_at_minimum:.4g}, then {then}."
-            )
+            if self.divergence is not None:
+                source = "the lowest finite loss" if self.divergence.fallback else "the GP's minimum"
+                why = f"the warmup diverged at step {record.step}: {self.divergence.reason}"
+                how = f"learning rate set to {record.lr_at_minimum:.4g} ({source})"
+            else:
+                why = (
+                    f"the loss minimum has passed at step {record.step} "
+                    f"(p={np.median(record.passed_probability):.3f}, {self.config.patience} "
+                    "positive tests in a row)"
+                )
+                how = f"learning rate set to {record.lr_at_minimum:.4g}"
+            print(f"AutoWU: {why}; {how}, then {then}.")
 
     def _warn_gp_failure(self, step):
-        if not self._warned_gp_failure:
+        if not self._warned_gp_failure and not self._quiet:
             warnings.warn(
                 f"AutoWU: the GP test at step {step} failed numerically and counts as "
                 "negative; training goes on (this warning is shown once per run).",
@@ -225,3 +355,8 @@ class AutoWUScheduler:
             scale = self.state.plateau_scale * self.config.decay_phase_factor
             self.state = self.state._replace(plateau_scale=scale)
             self._plateau_bad_epochs = 0
+
+
+def _next_multiple(value, interval):
+    """The first multiple of `interval` after `value`."""
+    return (value // interval + 1) * interval

@@ -15,7 +15,6 @@ Python reads the buffer and writes the schedule's state only when a test is due.
 
 import functools
 
-import numpy as np
 import tensorflow as tf
 
 from keras_autowu import schedule
@@ -24,44 +23,29 @@ _ORIGINALS_ATTRIBUTE = "_autowu_original_methods"
 
 
 class TrainStepHook:
-    """Variables and graph code for one run; see the module docstring."""
+    """Graph code for one run over its `RunVariables`; see the module docstring."""
 
-    def __init__(self, model, plan, state, step_offset):
+    def __init__(self, run_variables, plan):
         self._plan = plan
-        with model.distribute_strategy.scope():
-            # ONLY_FIRST_REPLICA: every replica writes the same (global) values.
-            variable = functools.partial(
-                tf.Variable, trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
-            )
-            self.losses = variable(tf.fill([plan.total_steps], np.float32(np.nan)), name="autowu_losses")
-            self.steps_recorded = variable(tf.constant(0, tf.int64), name="autowu_steps_recorded")
-            self.step_offset = variable(tf.constant(step_offset, tf.int64), name="autowu_step_offset")
-            self.warmup_end = variable(tf.constant(0, tf.int64), name="autowu_warmup_end")
-            self.decay_base_lr = variable(tf.constant(0.0, tf.float32), name="autowu_decay_base_lr")
-            self.plateau_scale = variable(tf.constant(1.0, tf.float32), name="autowu_plateau_scale")
-        self.set_state(state)
-
-    def set_state(self, state):
-        self.warmup_end.assign(state.warmup_end)
-        self.decay_base_lr.assign(state.decay_base_lr)
-        self.plateau_scale.assign(state.plateau_scale)
-
-    def read_losses(self, start, stop):
-        return self.losses[start:stop].numpy()
+        self._variables = run_variables.tf_variables()
 
     def on_step(self, loss, optimizer):
         """Graph code for one step: record `loss`, set this step's learning rate."""
-        step = tf.cast(optimizer.iterations, tf.int64) - self.step_offset
-        state = schedule.ScheduleState(self.warmup_end, self.decay_base_lr, self.plateau_scale)
+        v = self._variables
+        step = tf.cast(optimizer.iterations, tf.int64) - v.step_offset
+        state = schedule.ScheduleState(v.warmup_end, v.decay_base_lr, v.plateau_scale)
         lr = schedule.learning_rate_at(step, state, self._plan)
         optimizer.learning_rate.assign(tf.cast(lr, optimizer.learning_rate.dtype))
         loss = _global_mean(tf.cast(tf.reshape(loss, []), tf.float32))
-        in_run = tf.logical_and(step >= 0, step < self._plan.total_steps)
-        index = tf.clip_by_value(step, 0, self._plan.total_steps - 1)
-        value = tf.where(in_run, loss, self.losses[index])
+        # Losses go in the order seen: Keras 3 may count a step at the end of a dataset
+        # of unknown length that computed no loss.
+        index = v.steps_recorded
+        in_run = tf.logical_and(step >= 0, index < self._plan.total_steps)
+        index = tf.minimum(index, self._plan.total_steps - 1)
+        value = tf.where(in_run, loss, v.losses[index])
         # scatter_update, unlike scatter_nd_update, is implemented for mirrored variables.
-        self.losses.scatter_update(tf.IndexedSlices(tf.reshape(value, [1]), tf.reshape(index, [1])))
-        self.steps_recorded.assign_add(tf.cast(in_run, tf.int64))
+        v.losses.scatter_update(tf.IndexedSlices(tf.reshape(value, [1]), tf.reshape(index, [1])))
+        v.steps_recorded.assign_add(tf.cast(in_run, tf.int64))
 
     def install(self, model):
         """Wraps `model.compute_loss` and makes Keras retrace the train function.

@@ -1,0 +1,159 @@
+"""AutoWU's run state as variables of the optimizer, so that checkpoints carry it.
+
+Whatever saves the optimizer saves these with it, at the same moment as the weights:
+keras.callbacks.BackupAndRestore, ModelCheckpoint, `model.save_weights` and
+`tf.train.Checkpoint`. Every AutoWU decision is a function of the recorded losses, so
+the losses and the step they start at are all a restart needs; the schedule's three
+numbers are kept here too because the train step reads them.
+
+Keras 3 saves an optimizer's variables by position and skips the whole optimizer, with
+only a warning, when the count differs from the saved one. So the variables must
+exist, in the same order, before anything restores into them: `attach` builds the
+optimizer first, and the callback calls it from `set_params`, before any callback's
+`on_train_begin`. tf_keras checkpoints go by name and restore variables created later
+(deferred restoration), so there they hang off the optimizer as one attribute.
+"""
+
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+from keras_autowu._keras import IS_KERAS_3, keras
+
+# No run yet: `step_offset` holds this until a run starts.
+NO_RUN = -1
+_ATTRIBUTE = "autowu_run"
+# Keras 3 optimizers -> their RunVariables, oldest first (the variables are in the optimizer).
+_attached = weakref.WeakKeyDictionary()
+
+
+class RunVariables:
+    """The losses seen so far, in order, and the optimizer step the run started at."""
+
+    def __init__(self, losses, steps_recorded, step_offset, warmup_end, decay_base_lr, plateau_scale):
+        self.losses = losses
+        self.steps_recorded = steps_recorded
+        self.step_offset = step_offset
+        self.warmup_end = warmup_end
+        self.decay_base_lr = decay_base_lr
+        self.plateau_scale = plateau_scale
+
+    @property
+    def total_steps(self):
+        return int(self.losses.shape[0])
+
+    def recorded_losses(self):
+        """The losses recorded so far, and the step offset (NO_RUN before any run)."""
+        recorded = int(self.steps_recorded.numpy())
+        return self.losses.numpy()[:recorded], int(self.step_offset.numpy())
+
+    def start_run(self, step_offset):
+        self.losses.assign(tf.fill([self.total_steps], np.float32(np.nan)))
+        self.steps_recorded.assign(0)
+        self.step_offset.assign(step_offset)
+
+    def set_schedule_state(self, state):
+        self.warmup_end.assign(state.warmup_end)
+        self.decay_base_lr.assign(state.decay_base_lr)
+        self.plateau_scale.assign(state.plateau_scale)
+
+    def tf_variables(self):
+        """The underlying tf.Variables, for graph code (scatter updates) on both Kerases."""
+        return RunVariables(*(_tf_variable(v) for v in self._all()))
+
+    def _all(self):
+        return (self.losses, self.steps_recorded, self.step_offset, self.warmup_end, self.decay_base_lr, self.plateau_scale)
+
+    def refs(self):
+        return {_tf_variable(v).ref() for v in self._all()}
+
+
+_SPECS = (  # name, dtype, initial value
+    ("autowu_losses", "float32", np.nan),
+    ("autowu_steps_recorded", "int64", 0),
+    ("autowu_step_offset", "int64", NO_RUN),
+    ("autowu_warmup_end", "int64", 0),
+    ("autowu_decay_base_lr", "float32", 0.0),
+    ("autowu_plateau_scale", "float32", 1.0),
+)
+
+
+def attach(model, total_steps):
+    """The optimizer's AutoWU variables for a run of `total_steps` steps, made if need be.
+
+    A run of another length than the optimizer's last AutoWU run gets new variables
+    (the old stay: Keras's variable lists only grow).
+    """
+    optimizer = model.optimizer
+    existing = find(optimizer, total_steps)
+    if existing is not None:
+        return existing
+    with model.distribute_strategy.scope():
+        if IS_KERAS_3:
+            return _add_keras3_variables(model, optimizer, total_steps)
+        return _add_tf_keras_variables(optimizer, total_steps)
+
+
+def find(optimizer, total_steps):
+    """The optimizer's AutoWU variables for a run of `total_steps` steps, or None."""
+    if IS_KERAS_3:
+        candidates = _attached.get(optimizer, [])
+    else:
+        module = getattr(optimizer, _ATTRIBUTE, None)
+        candidates = [] if module is None else [RunVariables(*module.variables_in_order)]
+    matching = [c for c in candidates if c.total_steps == total_steps]
+    return matching[-1] if matching else None
+
+
+def _shape(name, total_steps):
+    return (total_steps,) if name == "autowu_losses" else ()
+
+
+def _add_keras3_variables(model, optimizer, total_steps):
+    if not optimizer.built and model.built:
+        # The same order of variables whether or not fit() built the optimizer first.
+        optimizer.build(model.trainable_variables)
+    variables = RunVariables(
+        *(
+            optimizer.add_variable(
+                _shape(name, total_steps),
+                initializer=keras.initializers.Constant(value),
+                dtype=dtype,
+                # Every replica writes the same (global) values.
+                aggregation="only_first_replica",
+                name=name,
+            )
+            for name, dtype, value in _SPECS
+        )
+    )
+    _attached.setdefault(optimizer, []).append(variables)
+    return variables
+
+
+class _TrackedRunVariables(tf.Module):
+    """One checkpoint dependency of a tf_keras optimizer holding the variables."""
+
+    def __init__(self, total_steps):
+        super().__init__(name=_ATTRIBUTE)
+        self.variables_in_order = [
+            tf.Variable(
+                tf.fill(_shape(name, total_steps), tf.constant(value, dtype)),
+                trainable=False,
+                name=name,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
+            for name, dtype, value in _SPECS
+        ]
+
+
+def _add_tf_keras_variables(optimizer, total_steps):
+    # Attribute tracking makes it a checkpoint dependency, restored on creation.
+    setattr(optimizer, _ATTRIBUTE, _TrackedRunVariables(total_steps))
+    return find(optimizer, total_steps)
+
+
+def _tf_variable(variable):
+    if isinstance(variable, tf.Variable):
+        return variable
+    return variable.value  # a Keras 3 variable

@@ -1,0 +1,169 @@
+"""A run interrupted at any step resumes with the AutoWU state of its last backup."""
+
+import warnings
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_autowu
+from conftest import IS_KERAS_3, classification_data, tiny_classifier
+from keras_autowu._keras import keras
+from test_callback import EXPLODING, learning_rate_trace
+
+STEPS_PER_EPOCH, EPOCHS = 8, 12
+TOTAL_STEPS = STEPS_PER_EPOCH * EPOCHS
+
+
+class Preempted(Exception):
+    pass
+
+
+class PreemptAt(keras.callbacks.Callback):
+    """Raises before the optimizer's step `step`, as a preemption would stop the run."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.step:
+            raise Preempted(self.step)
+
+
+def train(callbacks=(), autowu_first=True, initial_epoch=0, model=None, autowu=None):
+    """The same model and data every time; returns (autowu, model, the LR trace)."""
+    if model is None:
+        keras.utils.set_random_seed(0)
+        model = tiny_classifier("sgd")
+    metric, trace = learning_rate_trace(model.optimizer, TOTAL_STEPS + STEPS_PER_EPOCH)
+    model.compile(optimizer=model.optimizer, loss=model.loss, metrics=[metric])
+    autowu = autowu or keras_autowu.AutoWU(**EXPLODING, verbose=0)
+    callbacks = [autowu, *callbacks] if autowu_first else [*callbacks, autowu]
+    x, y = classification_data(STEPS_PER_EPOCH * 32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(
+            x, y, batch_size=32, epochs=EPOCHS, initial_epoch=initial_epoch,
+            callbacks=callbacks, verbose=0, shuffle=False,
+        )
+    skipped = [w for w in caught if "Skipping variable loading" in str(w.message)]
+    assert not skipped, "Keras skipped the optimizer's restore"
+    return autowu, model, trace.numpy()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted():
+    autowu, model, trace = train()
+    assert autowu.scheduler.switch is not None, "the run is meant to switch"
+    return autowu.scheduler, [w.numpy() for w in model.weights], trace
+
+
+def interrupt_points(switch_step):
+    """Mid-warmup, the steps right before and after the switch, and in the cooldown."""
+    return {
+        "mid-warmup": switch_step // 2,
+        "before-switch": switch_step - 1,
+        "after-switch": switch_step + 1,
+        "cooldown": TOTAL_STEPS - 3,
+    }
+
+
+def assert_same_run(resumed, reference, from_step):
+    scheduler, ref = resumed[0].scheduler, reference[0]
+    np.testing.assert_allclose(scheduler.losses, ref.losses, rtol=1e-5)
+    assert [(t.step, t.positive) for t in scheduler.tests] == [(t.step, t.positive) for t in ref.tests]
+    assert scheduler.switch.step == ref.switch.step
+    assert scheduler.switch.lr_at_minimum == pytest.approx(ref.switch.lr_at_minimum, rel=1e-6)
+    np.testing.assert_allclose(scheduler.learning_rates(), ref.learning_rates(), rtol=1e-6)
+    # The LR each step applied after the restart is the uninterrupted run's.
+    np.testing.assert_allclose(resumed[2][from_step:TOTAL_STEPS], reference[2][from_step:TOTAL_STEPS], rtol=1e-6)
+    for weight, expected in zip(resumed[1].weights, reference[1]):
+        np.testing.assert_allclose(weight.numpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("point", ["mid-warmup", "before-switch", "after-switch", "cooldown"])
+@pytest.mark.parametrize("autowu_first", [True, False])
+def test_backup_and_restore_at_epoch_ends(tmp_path, uninterrupted, point, autowu_first):
+    """Killed at any step, a BackupAndRestore run resumes into the uninterrupted run."""
+    step = interrupt_points(uninterrupted[0].switch.step)[point]
+    backup = lambda: keras.callbacks.BackupAndRestore(str(tmp_path))  # noqa: E731
+    with pytest.raises(Preempted):
+        train([backup(), PreemptAt(step)], autowu_first)
+    resumed = train([backup()], autowu_first)
+    assert_same_run(resumed, uninterrupted, from_step=step // STEPS_PER_EPOCH * STEPS_PER_EPOCH)
+
+
+@pytest.mark.parametrize("point", ["before-switch", "cooldown"])
+def test_backup_and_restore_mid_epoch(tmp_path, uninterrupted, point):
+    """With step-wise backups the resumed LR follows the resumed run's own losses exactly.
+
+    Keras (3 and tf_keras) replays a partly done epoch from its first batch while the
+    optimizer's step goes on, so the losses differ from the uninterrupted run's.
+    """
+    step = interrupt_points(uninterrupted[0].switch.step)[point]
+    backup = lambda: keras.callbacks.BackupAndRestore(str(tmp_path), save_freq=3)  # noqa: E731
+    with pytest.raises(Preempted):
+        train([backup(), PreemptAt(step)])
+    autowu, model, trace = train([backup()])
+    scheduler = autowu.scheduler
+    # The scheduler fed the resumed run's losses from scratch gives every step's LR.
+    replayed = keras_autowu.AutoWUScheduler(STEPS_PER_EPOCH, EPOCHS, **EXPLODING, verbose=0)
+    replayed.observe(scheduler.losses)
+    assert scheduler.switch.step == replayed.switch.step
+    restart = step // 3 * 3
+    applied = trace[restart:TOTAL_STEPS]
+    np.testing.assert_allclose(applied, replayed.learning_rates()[restart:TOTAL_STEPS], rtol=1e-6)
+    # Up to the backup, the losses are the uninterrupted run's.
+    np.testing.assert_allclose(scheduler.losses[:restart], uninterrupted[0].losses[:restart], rtol=1e-5)
+
+
+def test_checkpoint_and_initial_epoch(tmp_path, uninterrupted):
+    """A weights checkpoint of each epoch, then fit(initial_epoch=...), resumes the run."""
+    step = interrupt_points(uninterrupted[0].switch.step)["after-switch"]
+    path = str(tmp_path / ("ckpt.weights.h5" if IS_KERAS_3 else "ckpt"))
+    checkpoint = keras.callbacks.ModelCheckpoint(path, save_weights_only=True)
+    with pytest.raises(Preempted):
+        train([checkpoint, PreemptAt(step)])
+    keras.utils.set_random_seed(0)
+    model = tiny_classifier("sgd")
+    autowu = keras_autowu.AutoWU(STEPS_PER_EPOCH, EPOCHS, **EXPLODING, verbose=0)
+    autowu.build(model)  # AutoWU's variables exist before the load
+    model.load_weights(path)
+    resumed = train(initial_epoch=step // STEPS_PER_EPOCH, model=model, autowu=autowu)
+    assert_same_run(resumed, uninterrupted, from_step=step // STEPS_PER_EPOCH * STEPS_PER_EPOCH)
+
+
+def test_scheduler_state_round_trip():
+    """get_state/set_state: a restored scheduler continues exactly as the original."""
+    rng = np.random.default_rng(0)
+
+    def loss(lr):
+        return 0.3 * (np.log10(max(lr, 1e-9)) + 2) ** 2 + 0.05 * rng.standard_normal()
+
+    original = keras_autowu.AutoWUScheduler(50, 40, verbose=0)
+    losses = []
+    for _ in range(1000):
+        losses.append(loss(original.learning_rate))
+        original.step(losses[-1])
+    restored = keras_autowu.AutoWUScheduler(50, 40, verbose=0)
+    restored.set_state(original.get_state())
+    assert restored.steps_done == original.steps_done == 1000
+    assert [t.step for t in restored.tests] == [t.step for t in original.tests]
+    assert restored.switch.step == original.switch.step
+    assert restored.learning_rate == original.learning_rate
+    for _ in range(50):
+        value = loss(original.learning_rate)
+        assert restored.step(value) == original.step(value)
+    with pytest.raises(ValueError, match="steps_per_epoch, total_epochs"):
+        keras_autowu.AutoWUScheduler(50, 30).set_state(original.get_state())
+
+
+def test_tf_train_checkpoint_carries_the_state(tmp_path):
+    """tf.train.Checkpoint of the optimizer holds AutoWU's losses."""
+    autowu, model, _ = train()
+    path = tf.train.Checkpoint(optimizer=model.optimizer).save(str(tmp_path / "ckpt"))
+    # Keras 3 names it by its place in the optimizer's variables, tf_keras by attribute.
+    losses_keys = [name for name, shape in tf.train.list_variables(path) if shape == [TOTAL_STEPS]]
+    assert len(losses_keys) == 1
+    np.testing.assert_allclose(tf.train.load_variable(path, losses_keys[0]), autowu.scheduler.losses, rtol=1e-6)
