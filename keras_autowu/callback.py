@@ -25,10 +25,16 @@ class AutoWU(keras.callbacks.Callback):
     test is due. The optimizer must be built with a float learning rate, which AutoWU
     overwrites; its value is written to `logs["learning_rate"]` at each epoch's end.
 
+    The run's state lives in variables of the optimizer, so BackupAndRestore and any
+    checkpoint of the optimizer carry it: a restarted `fit` resumes the run where the
+    checkpoint left it. See `build` for loading a checkpoint before `fit`.
+
     Args:
       steps_per_epoch: Int or None. Taken from `fit` when None; needed when `fit`
         cannot know it (a dataset of unknown length).
       total_epochs: Int or None. Taken from `fit`'s `epochs` when None.
+      rollback_on_divergence: Bool. When the warmup diverges, put the weights and the
+        optimizer's slots back to the last test with a healthy loss.
       **kwargs: The algorithm's arguments (`min_lr`, `max_lr`, `max_warmup_fraction`,
         `warmup_type`, `immediate_cooldown`, `cooldown_fraction`, `cooldown_type`,
         `decay_phase_factor`, `decay_phase_stat`, `confidence`, `patience`,
@@ -135,7 +141,10 @@ class AutoWU(keras.callbacks.Callback):
                     f"learning rate {self.scheduler.learning_rate:.4g}."
                 )
         self._variables.set_schedule_state(self.scheduler.state)
-        self._take_snapshot()
+        # The roll-back's snapshot lives in memory: a restart takes a new one, if healthy.
+        self._snapshot = None
+        if self.scheduler.healthy:
+            self._take_snapshot()
 
     def _test_if_due(self, batch, logs=None):
         done = int(self._variables.steps_recorded.numpy())
@@ -172,7 +181,7 @@ class AutoWU(keras.callbacks.Callback):
             self._variables.set_schedule_state(self.scheduler.state)
         if self.scheduler.divergence is not None and before.warmup_end != self.scheduler.state.warmup_end:
             self._roll_back()
-        elif self.scheduler.phase == "warmup" and len(self.scheduler.tests) > tests_before:
+        elif self.scheduler.healthy and len(self.scheduler.tests) > tests_before:
             self._take_snapshot()
 
     def _take_snapshot(self):

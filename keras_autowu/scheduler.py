@@ -16,10 +16,10 @@ _PLATEAU_THRESHOLD = 1e-4
 _PLATEAU_PATIENCE = 5
 # Fewer finite losses than this give the GP nothing to fit.
 _MIN_FINITE_LOSSES = 3
-# The warmup has diverged when a test interval's mean loss rises above the first
-# interval's by as much as the loss had come down from it (so, twice as far from the
-# best as the start was), and by more than this many standard errors of an interval's
-# mean: batch noise alone should never cut a warmup short.
+# The warmup has diverged when, at two tests in a row, the interval's mean loss is
+# above the first interval's by as much as the loss had come down from it (so, twice as
+# far from the best as the start was), and by more than this many standard errors of
+# an interval's mean: batch noise alone should never cut a warmup short.
 _DIVERGENCE_NOISE_MARGIN = 6.0
 _STATE_FORMAT = 1
 
@@ -117,7 +117,15 @@ class AutoWUScheduler:
         self.total_epochs = total_epochs
         self.plan = schedule.SchedulePlan.from_config(self.config, steps_per_epoch, total_epochs)
         self.reset()
-        if 0 < self.plan.max_warmup_steps <= self.test_interval:
+        if self._warmup_rounds_to_nothing():
+            warnings.warn(
+                f"AutoWU: the run's {self.total_steps} steps are too short for a warmup "
+                f"(max_warmup_fraction={self.config.max_warmup_fraction} of them is under one "
+                "step); the decay starts from min_lr.",
+                UserWarning,
+                stacklevel=2,
+            )
+        elif 0 < self.plan.max_warmup_steps <= self.test_interval:
             warnings.warn(
                 f"AutoWU: no GP test falls within the warmup: test_interval={self.test_interval} "
                 f"steps, but the warmup lasts at most {self.plan.max_warmup_steps} of the run's "
@@ -131,11 +139,16 @@ class AutoWUScheduler:
         """Forgets the run: back to step 0 of the warmup."""
         self.steps_done = 0
         self.state = schedule.initial_state(self.plan)
+        if self._warmup_rounds_to_nothing():
+            # Without a single warmup step, min_lr is the only learning rate known to be safe.
+            self.state = self.state._replace(decay_base_lr=self.config.min_lr)
         self.losses = []
         self.tests = []
         self.switch: Optional[GPTestRecord] = None
         self.divergence: Optional[Divergence] = None
         self._interval_means = []
+        self._risen_intervals = 0
+        self.healthy = True  # the last test interval's losses: finite, and not rising
         self._gp_state = gp_minimum.initial_gp_state()
         self._recent_positives = collections.deque(maxlen=self.config.patience)
         self._plateau_best = math.inf
@@ -143,6 +156,9 @@ class AutoWUScheduler:
         self._warned_gp_failure = False
         self._warned_non_finite = False
         self._quiet = False
+
+    def _warmup_rounds_to_nothing(self):
+        return self.config.max_warmup_fraction > 0 and self.plan.max_warmup_steps == 0
 
     @property
     def test_interval(self):
@@ -238,19 +254,24 @@ class AutoWUScheduler:
             return
         self.tests.append(record)
         fallback = not math.isfinite(record.lr_at_minimum)
-        lr = self._fallback_lr() if fallback else record.lr_at_minimum
+        # The GP extrapolates past the last finite loss; never go beyond its LR.
+        lr = self._fallback_lr() if fallback else min(record.lr_at_minimum, self._last_finite_lr())
         self.divergence = Divergence(step, reason, lr, fallback)
         self._switch(record._replace(lr_at_minimum=lr))
 
     def _divergence_reason(self, step, interval):
         bad = np.flatnonzero(~np.isfinite(interval))
+        self.healthy = False
         if bad.size:
             return f"the loss of step {step - interval.size + bad[0]} is {interval[bad[0]]}"
         mean = float(interval.mean())
         self._interval_means.append(mean)
         first, best = self._interval_means[0], min(self._interval_means)
         margin = max(first - best, _DIVERGENCE_NOISE_MARGIN * self._step_noise() / math.sqrt(interval.size))
-        if mean > first + margin:
+        self._risen_intervals = self._risen_intervals + 1 if mean > first + margin else 0
+        self.healthy = self._risen_intervals == 0
+        # Two intervals in a row: a single bad batch is noise, a blow-up persists.
+        if self._risen_intervals >= 2:
             return f"the mean loss of steps {step - interval.size}..{step - 1} rose to {mean:.4g} (best {best:.4g})"
         return None
 
@@ -260,6 +281,10 @@ class AutoWUScheduler:
         differences = np.abs(np.diff(losses[np.isfinite(losses)]))
         # For Gaussian noise, median |x_i - x_j| = 0.954 sigma; the median ignores a trend.
         return float(np.median(differences)) / 0.954 if differences.size else 0.0
+
+    def _last_finite_lr(self):
+        finite = np.flatnonzero(np.isfinite(np.asarray(self.losses)))
+        return self.plan.warmup_lr(int(finite[-1])) if finite.size else self.config.min_lr
 
     def _fallback_lr(self):
         losses = np.asarray(self.losses)

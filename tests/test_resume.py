@@ -11,6 +11,10 @@ from conftest import IS_KERAS_3, classification_data, tiny_classifier
 from keras_autowu._keras import keras
 from test_callback import EXPLODING, learning_rate_trace
 
+# This run's warmup ends as a divergence at step 36. The roll-back's snapshot lives in
+# memory and does not survive a restart, so it is off here: with it on, a run resumed
+# between the snapshot and the divergence rolls back to another step.
+RUN = dict(EXPLODING, rollback_on_divergence=False)
 STEPS_PER_EPOCH, EPOCHS = 8, 12
 TOTAL_STEPS = STEPS_PER_EPOCH * EPOCHS
 
@@ -38,7 +42,7 @@ def train(callbacks=(), autowu_first=True, initial_epoch=0, model=None, autowu=N
         model = tiny_classifier("sgd")
     metric, trace = learning_rate_trace(model.optimizer, TOTAL_STEPS + STEPS_PER_EPOCH)
     model.compile(optimizer=model.optimizer, loss=model.loss, metrics=[metric])
-    autowu = autowu or keras_autowu.AutoWU(**EXPLODING, verbose=0)
+    autowu = autowu or keras_autowu.AutoWU(**RUN, verbose=0)
     callbacks = [autowu, *callbacks] if autowu_first else [*callbacks, autowu]
     x, y = classification_data(STEPS_PER_EPOCH * 32)
     with warnings.catch_warnings(record=True) as caught:
@@ -127,7 +131,7 @@ def test_checkpoint_and_initial_epoch(tmp_path, uninterrupted):
         train([checkpoint, PreemptAt(step)])
     keras.utils.set_random_seed(0)
     model = tiny_classifier("sgd")
-    autowu = keras_autowu.AutoWU(STEPS_PER_EPOCH, EPOCHS, **EXPLODING, verbose=0)
+    autowu = keras_autowu.AutoWU(STEPS_PER_EPOCH, EPOCHS, **RUN, verbose=0)
     autowu.build(model)  # AutoWU's variables exist before the load
     model.load_weights(path)
     resumed = train(initial_epoch=step // STEPS_PER_EPOCH, model=model, autowu=autowu)

@@ -60,8 +60,8 @@ def test_tests_run_every_test_interval_during_the_warmup_only():
     assert steps == list(range(30, scheduler.switch.step + 1, 30))
 
 
-def test_non_finite_losses_are_left_out_and_never_crash():
-    """NaN and inf losses in the warmup are dropped from the GP; the run still switches."""
+def test_non_finite_losses_end_the_warmup_and_never_crash():
+    """NaN and inf losses in the warmup end it as a divergence, with a finite LR from the GP."""
     base = parabola_in_log_lr()
 
     def loss(lr, rng):
@@ -69,6 +69,7 @@ def test_non_finite_losses_are_left_out_and_never_crash():
         return np.nan if rng.uniform() < 0.1 else (np.inf if rng.uniform() < 0.05 else value)
 
     scheduler, lrs = run(loss)
+    assert scheduler.divergence is not None and not scheduler.divergence.fallback
     assert scheduler.switch is not None and np.all(np.isfinite(lrs))
 
 

@@ -1,0 +1,126 @@
+"""Bad losses and odd run lengths: a clear error at construction, or a warning and a sane LR."""
+
+import warnings
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_autowu
+from keras_autowu._keras import keras
+from test_callback import learning_rate_trace
+
+BATCH = 8
+
+
+def label_mean(y_true, y_pred):
+    """The loss of a batch is the mean of its labels: the test writes the losses."""
+    return tf.reshape(y_true, [-1]) + 0.0 * tf.reshape(y_pred, [-1])
+
+
+def fit_on_losses(step_losses, epochs, **autowu_kwargs):
+    """fit() whose step i has loss step_losses[i]; returns (autowu, LR trace, warnings)."""
+    step_losses = np.asarray(step_losses, np.float32)
+    steps_per_epoch = step_losses.size // epochs
+    features = np.zeros((step_losses.size * BATCH, 4), "float32")
+    dataset = tf.data.Dataset.from_tensor_slices((features, np.repeat(step_losses, BATCH))).batch(BATCH)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(momentum=0.9), loss=label_mean)
+    metric, trace = learning_rate_trace(model.optimizer, step_losses.size)
+    model.compile(optimizer=model.optimizer, loss=label_mean, metrics=[metric])
+    autowu_kwargs.setdefault("verbose", 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        autowu = keras_autowu.AutoWU(steps_per_epoch=steps_per_epoch, **autowu_kwargs)
+        model.fit(dataset.repeat(), epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=[autowu], verbose=0)
+    return autowu, trace.numpy(), [str(w.message) for w in caught]
+
+
+def parabola(steps, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps) / steps
+    return 1.0 + 4.0 * (t - 0.3) ** 2 + 0.02 * rng.standard_normal(steps)
+
+
+def assert_sane(autowu, trace):
+    """Every step applied a finite, positive LR within [0, max_lr], as the schedule says."""
+    assert np.all(np.isfinite(trace)) and np.all(trace >= 0) and np.all(trace <= autowu.config.max_lr)
+    np.testing.assert_allclose(trace, autowu.scheduler.learning_rates(), rtol=2e-6, atol=1e-12)
+
+
+STEPS, EPOCHS = 160, 20
+
+
+@pytest.mark.parametrize(
+    "name,losses,expect",
+    [
+        ("all NaN", np.full(STEPS, np.nan), "diverged"),
+        ("NaN from the first step", np.where(np.arange(STEPS) < 8, np.nan, parabola(STEPS)), "diverged"),
+        ("inf in the warmup", np.where(np.arange(STEPS) == 20, np.inf, parabola(STEPS)), "diverged"),
+        ("constant", np.full(STEPS, 2.5), "no switch"),
+        ("huge", 1e30 * parabola(STEPS), "runs"),
+        ("negative", -10.0 + parabola(STEPS), "runs"),
+    ],
+)
+def test_bad_losses_never_crash_nor_give_a_nan_lr(name, losses, expect):
+    autowu, trace, _ = fit_on_losses(losses, EPOCHS, test_interval=4)
+    assert_sane(autowu, trace)
+    scheduler = autowu.scheduler
+    if expect == "diverged":
+        assert scheduler.divergence is not None and scheduler.switch is not None
+        assert scheduler.divergence.step <= 24  # at the first test after the bad loss
+    if expect == "no switch":
+        assert scheduler.switch is None and scheduler.divergence is None
+
+
+def test_all_nan_falls_back_to_min_lr():
+    """With no finite loss at all, the warmup hands on min_lr (the documented fallback)."""
+    autowu, trace, _ = fit_on_losses(np.full(STEPS, np.nan), EPOCHS, test_interval=4)
+    divergence = autowu.scheduler.divergence
+    assert divergence.fallback and divergence.learning_rate == autowu.config.min_lr
+    assert trace[divergence.step] == pytest.approx(autowu.config.min_lr * 0.5 * (1 + np.cos(np.pi / (STEPS - 4))), rel=1e-5)
+
+
+def test_nan_after_the_warmup_warns_once_and_terminate_on_nan_still_works():
+    """After the warmup a NaN loss is reported; the user's TerminateOnNaN stops the run."""
+    losses = parabola(STEPS)
+    losses[120] = np.nan
+    autowu, trace, caught = fit_on_losses(losses, EPOCHS, test_interval=4, max_warmup_fraction=0.2)
+    assert autowu.scheduler.phase == "cooldown"
+    assert len([m for m in caught if "the loss of step 120 is nan" in m]) == 1
+    assert_sane(autowu, trace)
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(), loss=label_mean)
+    x, y = np.zeros((STEPS * BATCH, 4), "float32"), np.repeat(losses, BATCH).astype("float32")
+    callbacks = [keras_autowu.AutoWU(test_interval=4, max_warmup_fraction=0.2, verbose=0), keras.callbacks.TerminateOnNaN()]
+    model.fit(x, y, batch_size=BATCH, epochs=1, callbacks=callbacks, verbose=0, shuffle=False)
+    assert int(model.optimizer.iterations.numpy()) == 121  # stopped right after the NaN
+
+
+@pytest.mark.parametrize(
+    "steps,epochs,kwargs",
+    [
+        (8, 2, dict(test_interval=100)),  # fewer steps than one test interval
+        (40, 1, {}),  # one epoch: the per-epoch test never falls in the warmup
+        (1, 1, {}),  # a single step: no warmup, min_lr
+    ],
+)
+def test_runs_too_short_to_test_warn_and_warm_up_to_the_cap(steps, epochs, kwargs):
+    autowu, trace, caught = fit_on_losses(parabola(steps), epochs, **kwargs)
+    assert any("no GP test falls within the warmup" in m or "too short for a warmup" in m for m in caught)
+    assert autowu.scheduler.tests == []
+    assert_sane(autowu, trace)
+    if steps == 1:
+        assert trace[0] == pytest.approx(autowu.config.min_lr)
+
+
+def test_run_length_arguments_are_checked_at_construction():
+    with pytest.raises(ValueError, match=r"steps_per_epoch.*Received steps_per_epoch=0"):
+        keras_autowu.AutoWU(steps_per_epoch=0)
+    with pytest.raises(ValueError, match=r"total_epochs.*Received total_epochs=1.5"):
+        keras_autowu.AutoWU(total_epochs=1.5)
+    with pytest.raises(ValueError, match=r"rollback_on_divergence.*Received rollback_on_divergence='no'"):
+        keras_autowu.AutoWU(rollback_on_divergence="no")
+    with pytest.raises(ValueError, match=r"AutoWU.build needs the run's length.*steps_per_epoch=None"):
+        keras_autowu.AutoWU().build(keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]))

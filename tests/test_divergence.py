@@ -1,0 +1,78 @@
+"""A warmup whose loss blows up ends at once, at a safe LR, with the weights rolled back."""
+
+import numpy as np
+import pytest
+
+import keras_autowu
+from conftest import classification_data, tiny_classifier
+from keras_autowu._keras import keras
+
+# A range so wide that the LR blows the loss up long before three tests can agree.
+BLOW_UP = dict(min_lr=1e-3, max_lr=1e8, test_interval=4)
+
+
+def parabola_then(step_of_trouble, trouble, steps=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    lrs = 1e-5 * 1e5 ** (np.arange(steps) / 1000)
+    losses = 0.3 * (np.log10(lrs) + 2) ** 2 + 0.05 * rng.standard_normal(steps)
+    losses[step_of_trouble:] = trouble(losses[step_of_trouble:])
+    return losses
+
+
+@pytest.mark.parametrize(
+    "trouble,reason,step",
+    [(lambda tail: np.full_like(tail, np.nan), "is nan", 450), (lambda tail: tail + 50.0, "rose to", 500)],
+)
+def test_diverging_warmup_ends_at_once_below_the_last_healthy_lr(trouble, reason, step, capsys):
+    """NaN ends the warmup at the next test; a jump far above the best, at the second."""
+    losses = parabola_then(430, trouble)  # lr 0.0013, before the minimum (lr 0.01) is clear
+    scheduler = keras_autowu.AutoWUScheduler(50, 40, verbose=1)
+    for loss in losses[:510]:
+        scheduler.step(loss)
+    divergence = scheduler.divergence
+    assert divergence is not None and reason in divergence.reason
+    assert divergence.step == step and scheduler.switch.step == step and not divergence.fallback
+    last_healthy_lr = scheduler.plan.warmup_lr(429 if reason == "is nan" else step - 1)
+    assert 1e-4 < divergence.learning_rate <= last_healthy_lr
+    assert scheduler.phase == "cooldown" and np.isfinite(scheduler.learning_rate)
+    assert f"the warmup diverged at step {step}: the {'loss' if reason == 'is nan' else 'mean loss'}" in capsys.readouterr().out
+
+
+def test_noisy_healthy_warmups_are_not_called_diverged():
+    """Batch noise, even heavy, never cuts a warmup short as a divergence."""
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        scheduler = keras_autowu.AutoWUScheduler(10, 40, test_interval=2, verbose=0)
+        for _ in range(200):
+            scheduler.step(2.3 + 0.5 * rng.standard_t(3))
+        assert scheduler.divergence is None
+
+
+def fit_until_blow_up(rollback, epochs=20):
+    keras.utils.set_random_seed(0)
+    x, y = classification_data(256)
+    model = tiny_classifier("sgd")
+    autowu = keras_autowu.AutoWU(rollback_on_divergence=rollback, verbose=1, **BLOW_UP)
+    history = model.fit(x, y, batch_size=32, epochs=epochs, callbacks=[autowu], verbose=0, shuffle=False)
+    return autowu, model, history
+
+
+def test_blow_up_rolls_back_and_training_recovers(capsys):
+    """Weights and optimizer state go back to the last healthy test; training goes on from there."""
+    autowu, model, history = fit_until_blow_up(rollback=True)
+    divergence, losses = autowu.scheduler.divergence, np.asarray(autowu.scheduler.losses)
+    assert divergence is not None, "the run is meant to blow up"
+    out = capsys.readouterr().out
+    assert "the warmup diverged" in out and "rolled back to step" in out
+    # The first step after the roll-back starts from healthy weights, not blown-up ones.
+    assert losses[divergence.step] < 1e-3 * losses[divergence.step - 1]
+    assert all(np.all(np.isfinite(w.numpy())) for w in model.weights)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_rollback_can_be_turned_off():
+    """Without the roll-back the LR still drops, but training goes on from the blown-up weights."""
+    autowu, _, _ = fit_until_blow_up(rollback=False)
+    divergence, losses = autowu.scheduler.divergence, np.asarray(autowu.scheduler.losses)
+    assert divergence is not None
+    assert losses[divergence.step] > 1e-3 * losses[divergence.step - 1]
