@@ -27,6 +27,14 @@ BAD_ARGUMENTS = [
     ("test_interval", 0, "Received test_interval=0"),
     ("seed", -1, "Received seed=-1"),
     ("verbose", -1, "Received verbose=-1"),
+    ("min_lr", float("inf"), "AutoWU expects a finite `min_lr`. Received min_lr=inf"),
+    ("max_lr", -1.0, "Received max_lr=-1.0"),
+    ("max_warmup_fraction", float("nan"), "Received max_warmup_fraction=nan"),
+    ("cooldown_fraction", -0.1, "Received cooldown_fraction=-0.1"),
+    ("confidence", 1.5, "Received confidence=1.5"),
+    ("num_predictions", 2.0, "AutoWU expects `num_predictions` to be an integer. Received num_predictions=2.0"),
+    ("test_interval", -3, "Received test_interval=-3"),
+    ("seed", 0.5, "Received seed=0.5"),
 ]
 
 
