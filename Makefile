@@ -1,7 +1,7 @@
 # make demo: set up .venv and train on scikit-learn's digits with AutoWU (writes autowu_digits.png)
 # make test: set up .venv and run the tests on Keras 3 and on Keras 2 (tf_keras)
 # make test-compat: the Keras 2 stack (TensorFlow 2.15, tensorflow-addons) in .venv-tf215
-# make bench: the GP test's latency and AutoWU's training overhead
+# make bench: every benchmark, then docs/benchmarks.md and its plots (under an hour on 2 cores)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -31,6 +31,12 @@ test: $(VENV)/.installed
 test-compat: $(COMPAT_VENV)/.installed
 	$(COMPAT_VENV)/bin/python -m pytest
 
+RESULTS = docs/benchmarks
+
 bench: $(VENV)/.installed
-	$(VENV)/bin/python benchmarks/gp_test_latency.py
-	$(VENV)/bin/python benchmarks/training_overhead.py
+	mkdir -p $(RESULTS)
+	$(VENV)/bin/python benchmarks/gp_test_latency.py > $(RESULTS)/gp_test_latency.txt
+	$(VENV)/bin/python benchmarks/training_overhead.py > $(RESULTS)/training_overhead.txt
+	$(VENV)/bin/python benchmarks/paper_claim.py --json $(RESULTS)/paper_claim.json > $(RESULTS)/paper_claim.txt
+	cat $(RESULTS)/*.txt
+	$(VENV)/bin/python benchmarks/write_report.py $(RESULTS)/paper_claim.json --out docs

@@ -33,8 +33,9 @@ class AutoWU(keras.callbacks.Callback):
       steps_per_epoch: Int or None. Taken from `fit` when None; needed when `fit`
         cannot know it (a dataset of unknown length).
       total_epochs: Int or None. Taken from `fit`'s `epochs` when None.
-      rollback_on_divergence: Bool. When the warmup diverges, put the weights and the
-        optimizer's slots back to the last test with a healthy loss.
+      rollback_on_divergence: Bool. When the warmup diverges, or ends while its loss
+        has risen, put the weights and the optimizer's slots back to the last test with
+        a healthy loss.
       **kwargs: The algorithm's arguments (`min_lr`, `max_lr`, `max_warmup_fraction`,
         `warmup_type`, `immediate_cooldown`, `cooldown_fraction`, `cooldown_type`,
         `decay_phase_factor`, `decay_phase_stat`, `confidence`, `patience`,
@@ -179,7 +180,9 @@ class AutoWU(keras.callbacks.Callback):
         self.scheduler.observe(losses[start:])
         if self.scheduler.state != before:
             self._variables.set_schedule_state(self.scheduler.state)
-        if self.scheduler.divergence is not None and before.warmup_end != self.scheduler.state.warmup_end:
+        warmup_ended = before.warmup_end != self.scheduler.state.warmup_end
+        if warmup_ended and (self.scheduler.divergence is not None or not self.scheduler.healthy):
+            # A warmup that ends on a risen loss hands on weights from past the minimum.
             self._roll_back()
         elif self.scheduler.healthy and len(self.scheduler.tests) > tests_before:
             self._take_snapshot()

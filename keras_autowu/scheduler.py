@@ -16,11 +16,12 @@ _PLATEAU_THRESHOLD = 1e-4
 _PLATEAU_PATIENCE = 5
 # Fewer finite losses than this give the GP nothing to fit.
 _MIN_FINITE_LOSSES = 3
-# The warmup has diverged when, at two tests in a row, the interval's mean loss is
-# above the first interval's by as much as the loss had come down from it (so, twice as
-# far from the best as the start was), and by more than this many standard errors of
-# an interval's mean: batch noise alone should never cut a warmup short.
-_DIVERGENCE_NOISE_MARGIN = 6.0
+# The warmup has diverged when, at two tests in a row, the interval's mean loss has lost
+# this share of the progress made from the first interval to the best (a network that
+# died goes back to where it started), by more than _DIVERGENCE_NOISE_MARGIN standard
+# errors of an interval's mean: batch noise alone should never cut a warmup short.
+_DIVERGENCE_RISE = 0.5
+_DIVERGENCE_NOISE_MARGIN = 10.0
 _STATE_FORMAT = 1
 
 
@@ -60,8 +61,9 @@ class AutoWUScheduler:
     (or per-epoch `decay_phase_factor`, or reduce-on-plateau on the epoch's mean loss
     with `decay_phase_stat="loss"`) and then a cosine over the last `cooldown_fraction`.
 
-    A warmup whose loss diverges (a non-finite loss, or a test interval's mean loss
-    back at the first interval's or above) ends at that test, with the learning rate
+    A warmup whose loss diverges (a non-finite loss, or, at two tests in a row, a test
+    interval's mean loss that has lost half the progress from the first interval to
+    the best) ends at that test, with the learning rate
     at the GP's minimum of the finite losses, or, when the GP has no estimate, the
     warmup's learning rate at the lowest finite loss (`min_lr` when there is none).
 
@@ -131,6 +133,17 @@ class AutoWUScheduler:
                 f"steps, but the warmup lasts at most {self.plan.max_warmup_steps} of the run's "
                 f"{self.total_steps} steps. The learning rate follows the warmup to its cap "
                 "(max_lr); pass a smaller test_interval, or train for more epochs.",
+                UserWarning,
+                stacklevel=2,
+            )
+        elif 0 < (self.plan.max_warmup_steps - 1) // self.test_interval < 2 * self.config.patience:
+            # A test at the cap itself would come too late: the warmup is over.
+            tests = (self.plan.max_warmup_steps - 1) // self.test_interval
+            warnings.warn(
+                f"AutoWU: only {tests} GP tests fall within the longest warmup, and "
+                f"{self.config.patience} positive ones in a row end it: the loss may blow up "
+                f"before they do. Pass test_interval={max(1, self.plan.max_warmup_steps // 20)} "
+                "(1/20 of the longest warmup), or train for more epochs.",
                 UserWarning,
                 stacklevel=2,
             )
@@ -267,8 +280,8 @@ class AutoWUScheduler:
         mean = float(interval.mean())
         self._interval_means.append(mean)
         first, best = self._interval_means[0], min(self._interval_means)
-        margin = max(first - best, _DIVERGENCE_NOISE_MARGIN * self._step_noise() / math.sqrt(interval.size))
-        self._risen_intervals = self._risen_intervals + 1 if mean > first + margin else 0
+        margin = max(_DIVERGENCE_RISE * (first - best), _DIVERGENCE_NOISE_MARGIN * self._step_noise() / math.sqrt(interval.size))
+        self._risen_intervals = self._risen_intervals + 1 if mean > best + margin else 0
         self.healthy = self._risen_intervals == 0
         # Two intervals in a row: a single bad batch is noise, a blow-up persists.
         if self._risen_intervals >= 2:

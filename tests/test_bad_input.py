@@ -115,6 +115,16 @@ def test_runs_too_short_to_test_warn_and_warm_up_to_the_cap(steps, epochs, kwarg
         assert trace[0] == pytest.approx(autowu.config.min_lr)
 
 
+def test_few_tests_in_the_warmup_warn_with_a_test_interval_to_use():
+    """10 epochs with a test per epoch leave 4 tests for 3 positives in a row: say so."""
+    with pytest.warns(UserWarning, match=r"only 4 GP tests .* Pass test_interval=8 "):
+        keras_autowu.AutoWUScheduler(34, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        keras_autowu.AutoWUScheduler(34, 10, test_interval=8)
+        keras_autowu.AutoWUScheduler(34, 60)
+
+
 def test_run_length_arguments_are_checked_at_construction():
     with pytest.raises(ValueError, match=r"steps_per_epoch.*Received steps_per_epoch=0"):
         keras_autowu.AutoWU(steps_per_epoch=0)

@@ -76,3 +76,31 @@ def test_rollback_can_be_turned_off():
     divergence, losses = autowu.scheduler.divergence, np.asarray(autowu.scheduler.losses)
     assert divergence is not None
     assert losses[divergence.step] > 1e-3 * losses[divergence.step - 1]
+
+
+def test_a_switch_on_a_risen_loss_rolls_back_too(monkeypatch, capsys):
+    """When the GP's switch comes while the loss has lost half its progress, roll back."""
+    from keras_autowu import weight_snapshot
+    from test_bad_input import fit_on_losses
+
+    restored = []
+    monkeypatch.setattr(weight_snapshot.WeightSnapshot, "restore", lambda self: restored.append(self.step))
+    rng = np.random.default_rng(0)
+    t = np.arange(1200)
+    # Down from 2.3 to 0.3 by step 300, then back up 2.0 every 30 steps.
+    losses = np.where(t < 300, 2.3 - 2.0 * t / 300, 0.3 + 2.0 * (t - 300) / 30) + 0.05 * rng.standard_normal(1200)
+    autowu, _, _ = fit_on_losses(np.minimum(losses, 5.0), 60, test_interval=10, verbose=1)
+    scheduler = autowu.scheduler
+    assert scheduler.switch.step == 330 and scheduler.divergence is None
+    assert restored == [320], "rolled back to the last test whose interval was healthy"
+    assert "rolled back to step 320" in capsys.readouterr().out
+
+
+def test_a_switch_on_a_healthy_loss_keeps_the_weights(monkeypatch):
+    from keras_autowu import weight_snapshot
+    from test_bad_input import fit_on_losses, parabola
+
+    restored = []
+    monkeypatch.setattr(weight_snapshot.WeightSnapshot, "restore", lambda self: restored.append(self.step))
+    autowu, _, _ = fit_on_losses(parabola(1200), 60, test_interval=10)
+    assert autowu.scheduler.switch is not None and restored == []
