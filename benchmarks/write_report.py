@@ -147,7 +147,7 @@ def main():
 
 TEMPLATE = """# Benchmarks
 
-Regenerate everything here with `make benchmarks` (about an hour on 2 CPU cores).
+Regenerate everything here with `make bench` (under an hour on 2 CPU cores).
 Machine: {machine}.
 
 ## 1. The GP test's latency
