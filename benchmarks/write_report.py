@@ -175,7 +175,9 @@ less.
 training images, each also shifted by one pixel right and down; 360 validation
 images), a small CNN, the same epoch budget at every batch size. The baselines'
 peak learning rates come from a grid search (seed 0); "training runs" counts the
-tuning runs plus one run per batch size.
+tuning runs plus one run per batch size. AutoWU keeps its defaults but tests every
+1/20 of its longest warmup: a 10-epoch run has too few epochs for per-epoch tests.
+"cap": the warmup ran to its longest without a switch.
 
 {sections}
 ![accuracy against batch size](benchmarks/accuracy_vs_batch.png)
