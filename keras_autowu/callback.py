@@ -148,13 +148,14 @@ class AutoWU(keras.callbacks.Callback):
             self._take_snapshot()
 
     def _test_if_due(self, batch, logs=None):
-        done = int(self._variables.steps_recorded.numpy())
+        # One scalar read; the losses are read only when a test is due.
+        done = self._variables.count()
         interval = self.scheduler.test_interval
         if done // interval > self.scheduler.steps_done // interval:
-            self._sync()
+            self._sync(done)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._sync()
+        self._sync(self._variables.count())
         if self.scheduler.steps_done == self._steps_at_start:
             raise RuntimeError(
                 "AutoWU saw no loss in a whole epoch: this model's train_step does not "
@@ -170,14 +171,13 @@ class AutoWU(keras.callbacks.Callback):
         train_step_hook.uninstall(self.model)
         self._snapshot = None
 
-    def _sync(self):
-        """Hands the scheduler the losses of the steps since the last sync."""
+    def _sync(self, done):
+        """Hands the scheduler the losses of the steps since the last sync (up to `done`)."""
         start = self.scheduler.steps_done
-        losses, _ = self._variables.recorded_losses()
-        if losses.size <= start:
+        if done <= start:
             return
         before, tests_before = self.scheduler.state, len(self.scheduler.tests)
-        self.scheduler.observe(losses[start:])
+        self.scheduler.observe(self._variables.read_losses(start, done))
         if self.scheduler.state != before:
             self._variables.set_schedule_state(self.scheduler.state)
         warmup_ended = before.warmup_end != self.scheduler.state.warmup_end

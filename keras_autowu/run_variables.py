@@ -43,10 +43,17 @@ class RunVariables:
     def total_steps(self):
         return int(self.losses.shape[0])
 
+    def count(self):
+        """How many losses have been recorded."""
+        return int(self.steps_recorded.numpy())
+
+    def read_losses(self, start, stop):
+        """Losses start..stop-1, read from the device alone."""
+        return _tf_variable(self.losses)[start:stop].numpy()
+
     def recorded_losses(self):
         """The losses recorded so far, and the step offset (NO_RUN before any run)."""
-        recorded = int(self.steps_recorded.numpy())
-        return self.losses.numpy()[:recorded], int(self.step_offset.numpy())
+        return self.read_losses(0, self.count()), int(self.step_offset.numpy())
 
     def start_run(self, step_offset):
         self.losses.assign(tf.fill([self.total_steps], np.float32(np.nan)))
