@@ -115,7 +115,7 @@ class AutoWU(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self._variables is None:  # set_params was not called by fit (Keras 2 does)
             self._attach_variables(self.params)
-        self._hook = train_step_hook.TrainStepHook(self._variables, self.scheduler.plan)
+        self._hook = train_step_hook.TrainStepHook(self._variables)
         self._hook.install(self.model)
         self._run_started = False
 
@@ -141,7 +141,7 @@ class AutoWU(keras.callbacks.Callback):
                     f"{self.scheduler.total_steps}, in the {self.scheduler.phase} phase, "
                     f"learning rate {self.scheduler.learning_rate:.4g}."
                 )
-        self._variables.set_schedule_state(self.scheduler.state)
+        self._write_learning_rates()
         # The roll-back's snapshot lives in memory: a restart takes a new one, if healthy.
         self._snapshot = None
         if self.scheduler.healthy:
@@ -179,13 +179,16 @@ class AutoWU(keras.callbacks.Callback):
         before, tests_before = self.scheduler.state, len(self.scheduler.tests)
         self.scheduler.observe(self._variables.read_losses(start, done))
         if self.scheduler.state != before:
-            self._variables.set_schedule_state(self.scheduler.state)
+            self._write_learning_rates()
         warmup_ended = before.warmup_end != self.scheduler.state.warmup_end
         if warmup_ended and (self.scheduler.divergence is not None or not self.scheduler.healthy):
             # A warmup that ends on a risen loss hands on weights from past the minimum.
             self._roll_back()
         elif self.scheduler.healthy and len(self.scheduler.tests) > tests_before:
             self._take_snapshot()
+
+    def _write_learning_rates(self):
+        self._variables.set_learning_rates(self.scheduler.learning_rates(np.arange(self.scheduler.total_steps + 1)))
 
     def _take_snapshot(self):
         if self.rollback_on_divergence and self.scheduler.phase == "warmup":

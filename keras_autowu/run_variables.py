@@ -3,8 +3,9 @@
 Whatever saves the optimizer saves these with it, at the same moment as the weights:
 keras.callbacks.BackupAndRestore, ModelCheckpoint, `model.save_weights` and
 `tf.train.Checkpoint`. Every AutoWU decision is a function of the recorded losses, so
-the losses and the step they start at are all a restart needs; the schedule's three
-numbers are kept here too because the train step reads them.
+the losses and the step they start at are all a restart needs. The learning rate of
+every step of the run is kept here too, as a table that the callback rewrites when a
+test changes the schedule: the train step then looks its learning rate up.
 
 Keras 3 saves an optimizer's variables by position and skips the whole optimizer, with
 only a warning, when the count differs from the saved one. So the variables must
@@ -29,48 +30,51 @@ _attached = weakref.WeakKeyDictionary()
 
 
 class RunVariables:
-    """The losses seen so far, in order, and the optimizer step the run started at."""
+    """The losses seen so far, in order, the optimizer step the run started at, and
+    the learning rate of each step.
 
-    def __init__(self, losses, steps_recorded, step_offset, warmup_end, decay_base_lr, plateau_scale):
+    Both per-step buffers have `total_steps + 1` slots: the train step writes the
+    losses of steps past the run's end into the last one and reads the learning rate
+    of every such step from the last one, which spares it a branch.
+    """
+
+    def __init__(self, losses, steps_recorded, step_offset, learning_rates):
         self.losses = losses
         self.steps_recorded = steps_recorded
         self.step_offset = step_offset
-        self.warmup_end = warmup_end
-        self.decay_base_lr = decay_base_lr
-        self.plateau_scale = plateau_scale
+        self.learning_rates = learning_rates
 
     @property
     def total_steps(self):
-        return int(self.losses.shape[0])
+        return int(self.losses.shape[0]) - 1
 
     def count(self):
-        """How many losses have been recorded."""
-        return int(self.steps_recorded.numpy())
+        """How many losses of the run have been recorded."""
+        return min(int(self.steps_recorded.numpy()), self.total_steps)
 
     def read_losses(self, start, stop):
         """Losses start..stop-1, read from the device alone."""
-        return _tf_variable(self.losses)[start:stop].numpy()
+        return tf.gather(_tf_variable(self.losses), tf.range(start, stop)).numpy()
 
     def recorded_losses(self):
         """The losses recorded so far, and the step offset (NO_RUN before any run)."""
         return self.read_losses(0, self.count()), int(self.step_offset.numpy())
 
     def start_run(self, step_offset):
-        self.losses.assign(tf.fill([self.total_steps], np.float32(np.nan)))
+        self.losses.assign(tf.fill([self.total_steps + 1], np.float32(np.nan)))
         self.steps_recorded.assign(0)
         self.step_offset.assign(step_offset)
 
-    def set_schedule_state(self, state):
-        self.warmup_end.assign(state.warmup_end)
-        self.decay_base_lr.assign(state.decay_base_lr)
-        self.plateau_scale.assign(state.plateau_scale)
+    def set_learning_rates(self, learning_rates):
+        """Writes the table: the learning rate of steps 0..total_steps."""
+        self.learning_rates.assign(np.asarray(learning_rates, np.float32))
 
     def tf_variables(self):
         """The underlying tf.Variables, for graph code (scatter updates) on both Kerases."""
         return RunVariables(*(_tf_variable(v) for v in self._all()))
 
     def _all(self):
-        return (self.losses, self.steps_recorded, self.step_offset, self.warmup_end, self.decay_base_lr, self.plateau_scale)
+        return (self.losses, self.steps_recorded, self.step_offset, self.learning_rates)
 
     def refs(self):
         return {_tf_variable(v).ref() for v in self._all()}
@@ -80,9 +84,7 @@ _SPECS = (  # name, dtype, initial value
     ("autowu_losses", "float32", np.nan),
     ("autowu_steps_recorded", "int64", 0),
     ("autowu_step_offset", "int64", NO_RUN),
-    ("autowu_warmup_end", "int64", 0),
-    ("autowu_decay_base_lr", "float32", 0.0),
-    ("autowu_plateau_scale", "float32", 1.0),
+    ("autowu_learning_rates", "float32", 0.0),
 )
 
 
@@ -114,7 +116,7 @@ def find(optimizer, total_steps):
 
 
 def _shape(name, total_steps):
-    return (total_steps,) if name == "autowu_losses" else ()
+    return (total_steps + 1,) if name in ("autowu_losses", "autowu_learning_rates") else ()
 
 
 def _add_keras3_variables(model, optimizer, total_steps):

@@ -5,8 +5,9 @@ Keras 3 and in Keras 2 alike, once per step and before the optimizer applies the
 gradients. The hook wraps it, on the model instance, to
 
 - record the step's own loss (not Keras's running epoch mean) in a buffer, and
-- assign the optimizer's learning-rate variable the closed-form AutoWU learning rate of
-  this step, which `apply` then reads.
+- assign the optimizer's learning-rate variable this step's AutoWU learning rate, which
+  `apply` then reads. It is looked up in the run's table (one gather), which costs less
+  per step than the closed form's few dozen small ops.
 
 Both are plain variable writes inside the compiled train function, so they hold for
 every step of a `steps_per_execution` chunk and under XLA, with no Python per step.
@@ -17,35 +18,32 @@ import functools
 
 import tensorflow as tf
 
-from keras_autowu import schedule
-
 _ORIGINALS_ATTRIBUTE = "_autowu_original_methods"
 
 
 class TrainStepHook:
     """Graph code for one run over its `RunVariables`; see the module docstring."""
 
-    def __init__(self, run_variables, plan):
-        self._plan = plan
+    def __init__(self, run_variables):
         self._variables = run_variables.tf_variables()
+        self._total_steps = run_variables.total_steps
 
     def on_step(self, loss, optimizer):
-        """Graph code for one step: record `loss`, set this step's learning rate."""
+        """Graph code for one step: record `loss`, set this step's learning rate.
+
+        A few small ops, as each costs microseconds on a CPU, a few % of a tiny
+        model's step. The run's step is the number of losses recorded, not the
+        optimizer's: Keras 3 may count a step that computed no loss at the end of a
+        dataset of unknown length. Steps past the run's end share its last slots.
+        """
         v = self._variables
-        step = tf.cast(optimizer.iterations, tf.int64) - v.step_offset
-        state = schedule.ScheduleState(v.warmup_end, v.decay_base_lr, v.plateau_scale)
-        lr = schedule.learning_rate_at(step, state, self._plan)
+        step = tf.minimum(v.steps_recorded, self._total_steps)
+        lr = tf.gather(v.learning_rates, step)
         optimizer.learning_rate.assign(tf.cast(lr, optimizer.learning_rate.dtype))
-        loss = _global_mean(tf.cast(tf.reshape(loss, []), tf.float32))
-        # Losses go in the order seen: Keras 3 may count a step at the end of a dataset
-        # of unknown length that computed no loss.
-        index = v.steps_recorded
-        in_run = tf.logical_and(step >= 0, index < self._plan.total_steps)
-        index = tf.minimum(index, self._plan.total_steps - 1)
-        value = tf.where(in_run, loss, v.losses[index])
+        loss = _global_mean(tf.reshape(tf.cast(loss, tf.float32), [1]))
         # scatter_update, unlike scatter_nd_update, is implemented for mirrored variables.
-        v.losses.scatter_update(tf.IndexedSlices(tf.reshape(value, [1]), tf.reshape(index, [1])))
-        v.steps_recorded.assign_add(tf.cast(in_run, tf.int64))
+        v.losses.scatter_update(tf.IndexedSlices(loss, tf.reshape(step, [1])))
+        v.steps_recorded.assign_add(1)
 
     def install(self, model):
         """Wraps `model.compute_loss` and makes Keras retrace the train function.

@@ -164,10 +164,15 @@ def test_scheduler_state_round_trip():
 
 
 def test_tf_train_checkpoint_carries_the_state(tmp_path):
-    """tf.train.Checkpoint of the optimizer holds AutoWU's losses."""
+    """tf.train.Checkpoint of the optimizer holds AutoWU's losses and learning rates."""
     autowu, model, _ = train()
     path = tf.train.Checkpoint(optimizer=model.optimizer).save(str(tmp_path / "ckpt"))
-    # Keras 3 names it by its place in the optimizer's variables, tf_keras by attribute.
-    losses_keys = [name for name, shape in tf.train.list_variables(path) if shape == [TOTAL_STEPS]]
-    assert len(losses_keys) == 1
-    np.testing.assert_allclose(tf.train.load_variable(path, losses_keys[0]), autowu.scheduler.losses, rtol=1e-6)
+    # Keras 3 names them by their place in the optimizer's variables, tf_keras by
+    # attribute; both buffers have a slot for the steps past the end.
+    saved = [tf.train.load_variable(path, name) for name, shape in tf.train.list_variables(path)
+             if shape == [TOTAL_STEPS + 1]]
+    assert len(saved) == 2
+    losses, learning_rates = sorted(saved, key=lambda values: np.isnan(values[-1]), reverse=True)
+    np.testing.assert_allclose(losses[:TOTAL_STEPS], autowu.scheduler.losses, rtol=1e-6)
+    expected_learning_rates = autowu.scheduler.learning_rates(np.arange(TOTAL_STEPS + 1))
+    np.testing.assert_allclose(learning_rates, expected_learning_rates, rtol=1e-6)
