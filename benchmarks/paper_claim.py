@@ -4,13 +4,14 @@ Kim et al. report that AutoWU, with no learning rate to choose, matches a linear
 warmup + cosine schedule whose peak learning rate was tuned by a grid search, across
 batch sizes, and that the learning rate it finds grows close to the square root of the
 batch size. This benchmark checks that on scikit-learn's handwritten digits (8x8,
-each image also shifted by one pixel in four directions: 5x the images), with a small
-CNN, the same epoch budget for every run, SGD (momentum 0.9) and LAMB, and:
+each training image also shifted by one pixel right and down: 3x the images), with a
+small CNN, the same budget of 20 epochs for every run, SGD (momentum 0.9) and LAMB,
+and:
 
 - autowu: AutoWU with its defaults, except that it tests every 1/20 of its longest
-  warmup instead of once per epoch: a 10-epoch run has only 5 epochs of warmup, too
-  few tests for three positives in a row (with per-epoch tests the SGD runs warm up
-  to the cap and end at chance accuracy). One run per batch size and seed.
+  warmup instead of once per epoch: a 20-epoch run has only 10 epochs of warmup, too
+  few tests for three positives in a row at these run lengths. One run per batch
+  size and seed.
 - tuned@smallest: linear warmup (10% of the steps) + cosine, peak LR picked by a grid
   search at the smallest batch size (seed 0), scaled by sqrt(batch / smallest).
 - tuned@each: the same schedule, its peak LR picked by the grid at every batch size.
@@ -41,7 +42,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 import keras_autowu  # noqa: E402
 from keras_autowu._keras import IS_KERAS_3, keras  # noqa: E402
 
-FULL = dict(batch_sizes=[32, 64, 128, 256, 512], seeds=[0, 1, 2], epochs=10, train_images=None)
+FULL = dict(batch_sizes=[32, 64, 128, 256, 512], seeds=[0, 1, 2], epochs=20, train_images=None)
 QUICK = dict(batch_sizes=[64, 256], seeds=[0], epochs=2, train_images=1024)
 GRIDS = {  # peak learning rates for the grid searches
     "sgd": [0.01, 0.03, 0.1, 0.3, 1.0],

@@ -1,17 +1,37 @@
-"""What AutoWU costs per epoch, against a fixed Keras schedule.
+"""What AutoWU costs per step and per epoch, against a fixed Keras schedule.
 
-The same model is trained with AutoWU and with SGD on Keras's CosineDecay with warmup,
-in one process, alternating, several repeats. An epoch's time runs from one epoch's end
-to the next (so AutoWU's tests at epoch ends count); the first epoch of each fit, which
-traces and compiles, is left out. Prints median epoch times and their ratio for a tiny
-model (the worst case: the least work per step to hide AutoWU's) and a small CNN, with
-steps_per_execution 1 and 32.
+Per step: the model's compiled train function alone, with AutoWU's in-graph step and
+with Keras's CosineDecay with warmup, called alternately on chunks of steps (an
+epoch's worth) many times; the median of the paired ratios. This is the precise
+figure: machine noise moves a whole epoch's time by a few %, more than the effect.
+
+Per epoch: the same model is trained with AutoWU and with SGD on Keras's CosineDecay with warmup,
+in one process, alternating epoch by epoch: the two fits run in two threads that hand
+a baton over at every epoch's end, so each AutoWU epoch is paired with a fixed-schedule
+epoch run just before it, under the same machine load. An epoch's time runs from its
+`on_epoch_begin` to its `on_epoch_end`, AutoWU's test included; the first epoch of each
+fit, which traces and compiles, is left out, and so is the first repeat (the GP test
+compiles in it). Python's garbage collector is paused while timing: its pauses, up to
+a few hundred ms, would land on either side at random.
+
+AutoWU costs twice: a few ops in every step, and a GP test (with a copy of the weights
+for the roll-back) at the end of each warmup epoch, until the warmup ends. Both tables
+cover a tiny model (the worst case: the least work per step to hide AutoWU's) and a
+small CNN, with steps_per_execution 1 and 32. In the second:
+
+- fixed ms, AutoWU ms: median epoch times, over the epochs without a test, and ratio:
+  the median of their paired ratios;
+- test ms: the median extra time of an epoch that ended with a test, and tests: how
+  many epochs of a run did;
+- total: the ratio of whole runs' times (the median over the repeats), tests included.
 
     python benchmarks/training_overhead.py [--quick]
 """
 
 import argparse
+import gc
 import os
+import threading
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -23,12 +43,45 @@ import keras_autowu  # noqa: E402
 from keras_autowu._keras import keras  # noqa: E402
 
 
-class EpochTimer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.ends = []
+class Baton:
+    """Lets two threads take turns: whoever holds it runs an epoch."""
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self._holder = 0
+
+    def take(self, who):
+        with self._condition:
+            self._condition.wait_for(lambda: self._holder == who)
+
+    def hand_over(self, who):
+        with self._condition:
+            self._holder = 1 - who
+            self._condition.notify_all()
+
+
+class EpochStart(keras.callbacks.Callback):
+    """First in the list: waits for the baton, then starts the clock."""
+
+    def __init__(self, baton, who):
+        super().__init__()
+        self.baton, self.who, self.started = baton, who, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.baton.take(self.who)
+        self.started = time.perf_counter()
+
+
+class EpochEnd(keras.callbacks.Callback):
+    """Last in the list: stops the clock (after AutoWU's test), hands the baton on."""
+
+    def __init__(self, start, baton, who):
+        super().__init__()
+        self.start, self.baton, self.who, self.seconds = start, baton, who, []
 
     def on_epoch_end(self, epoch, logs=None):
-        self.ends.append(time.perf_counter())
+        self.seconds.append(time.perf_counter() - self.start.started)
+        self.baton.hand_over(self.who)
 
 
 def tiny_model():
@@ -54,41 +107,125 @@ def data(kind, rng):
     return x, rng.integers(0, 10, 2048).astype("int32"), 64
 
 
-def epoch_seconds(make_model, x, y, batch_size, steps_per_execution, epochs, use_autowu):
-    steps = epochs * (len(x) // batch_size)
+def compiled_model(make_model, steps, steps_per_execution, use_autowu):
     if use_autowu:
-        optimizer, callbacks = keras.optimizers.SGD(momentum=0.9), [keras_autowu.AutoWU(verbose=0)]
+        optimizer = keras.optimizers.SGD(momentum=0.9)
     else:
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0, decay_steps=steps, warmup_target=0.1, warmup_steps=steps // 10)
-        optimizer, callbacks = keras.optimizers.SGD(schedule, momentum=0.9), []
+        optimizer = keras.optimizers.SGD(schedule, momentum=0.9)
     model = make_model()
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   steps_per_execution=steps_per_execution)
-    timer = EpochTimer()
-    model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks + [timer], verbose=0, shuffle=False)
-    return np.diff(timer.ends)  # the first (compiling) epoch has no start here
+    return model
+
+
+def step_microseconds(make_model, x, y, batch_size, steps_per_execution, pairs):
+    """Median time per step (fixed, AutoWU) of the train functions alone, and the
+    median of the paired ratios; chunks of one epoch, alternating."""
+    steps_per_epoch = len(x) // batch_size
+    calls = steps_per_epoch // steps_per_execution
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size, drop_remainder=True).repeat()
+    models = []
+    for use_autowu in (False, True):
+        model = compiled_model(make_model, 10 * steps_per_epoch, steps_per_execution, use_autowu)
+        if use_autowu:  # what fit() does before the first step
+            autowu = keras_autowu.AutoWU(verbose=0)
+            autowu.set_model(model)
+            autowu.set_params({"steps": steps_per_epoch, "epochs": 10})
+            autowu.on_train_begin()
+            autowu.on_epoch_begin(0)
+        else:
+            model.make_train_function()
+        models.append((model.train_function, iter(batches)))
+    seconds = np.zeros((pairs + 1, 2))
+    gc.collect()
+    for pair in range(pairs + 1):  # pair 0 traces and compiles
+        for which, (train_function, iterator) in enumerate(models):
+            start = time.perf_counter()
+            for _ in range(calls):
+                logs = train_function(iterator)
+            tf.nest.map_structure(lambda t: t.numpy(), logs)  # wait for the last step
+            seconds[pair, which] = time.perf_counter() - start
+    seconds = seconds[1:] / (calls * steps_per_execution)
+    return 1e6 * np.median(seconds, axis=0), np.median(seconds[:, 1] / seconds[:, 0])
+
+
+def paired_epoch_seconds(make_model, x, y, batch_size, steps_per_execution, epochs):
+    """Epoch times (fixed, AutoWU) and whether AutoWU tested at the epoch's end; the
+    fits alternate epoch by epoch."""
+    steps = epochs * (len(x) // batch_size)
+    baton, clocks, errors, test_steps = Baton(), {}, [], []
+
+    def fit(who):
+        use_autowu = who == 1
+        try:
+            model = compiled_model(make_model, steps, steps_per_execution, use_autowu)
+            start = EpochStart(baton, who)
+            clocks[who] = end = EpochEnd(start, baton, who)
+            autowu = [keras_autowu.AutoWU(verbose=0)] if use_autowu else []
+            model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=[start, *autowu, end],
+                      verbose=0, shuffle=False)
+            if use_autowu:
+                test_steps.extend(test.step for test in autowu[0].scheduler.tests)
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+            baton.hand_over(who)
+
+    threads = [threading.Thread(target=fit, args=(who,)) for who in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    steps_per_epoch = len(x) // batch_size
+    tested = np.isin(np.arange(1, epochs + 1) * steps_per_epoch, test_steps)
+    return np.array(clocks[0].seconds), np.array(clocks[1].seconds), tested
 
 
 def main():
+    gc.disable()  # collected between the timed runs instead
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs and repeats, for CI")
     args = parser.parse_args()
-    epochs, repeats = (3, 1) if args.quick else (8, 5)
+    epochs, repeats, pairs = (3, 1, 3) if args.quick else (12, 8, 100)
+    models = (("tiny", tiny_model), ("small CNN", small_cnn))
     rng = np.random.default_rng(0)
-    print(f"{os.cpu_count()} cores; TensorFlow {tf.__version__}; {epochs} epochs x {repeats} repeats per cell")
-    print(f"{'model':<10} {'steps/exec':>10} {'steps/epoch':>11} {'fixed ms':>9} {'AutoWU ms':>10} {'ratio':>6}")
-    for kind, make_model in (("tiny", tiny_model), ("small CNN", small_cnn)):
+    print(f"{os.cpu_count()} cores; TensorFlow {tf.__version__}")
+    print(f"\nPer step: the train function alone, {pairs} pairs of one epoch's steps, alternating")
+    print(f"{'model':<10} {'steps/exec':>10} {'fixed us':>9} {'AutoWU us':>10} {'ratio':>6}")
+    for kind, make_model in models:
         x, y, batch_size = data(kind.split()[0], rng)
         for steps_per_execution in (1, 32):
-            times = {False: [], True: []}
-            for _ in range(repeats):
-                for use_autowu in (False, True):  # alternating, so drifts hit both alike
-                    times[use_autowu].extend(
-                        epoch_seconds(make_model, x, y, batch_size, steps_per_execution, epochs, use_autowu))
-            fixed, autowu = (1e3 * np.median(times[k]) for k in (False, True))
+            (fixed, autowu), ratio = step_microseconds(make_model, x, y, batch_size, steps_per_execution, pairs)
+            print(f"{kind:<10} {steps_per_execution:>10} {fixed:>9.1f} {autowu:>10.1f} {ratio:>6.3f}")
+    print(f"\nPer epoch: whole fits, {epochs} epochs x {repeats} repeats, epochs alternating")
+    print(f"{'model':<10} {'steps/exec':>10} {'steps/epoch':>11} {'fixed ms':>9} {'AutoWU ms':>10} "
+          f"{'ratio':>6} {'test ms':>8} {'tests':>6} {'total':>6}")
+    for kind, make_model in models:
+        x, y, batch_size = data(kind.split()[0], rng)
+        for steps_per_execution in (1, 32):
+            fixed, autowu, tested, totals, tests = [], [], [], [], []
+            for repeat in range(repeats + 1):
+                gc.collect()
+                f, a, t = paired_epoch_seconds(make_model, x, y, batch_size, steps_per_execution, epochs)
+                if repeat == 0:
+                    continue
+                tests.append(t.sum())
+                # The first epoch traces and compiles: left out.
+                f, a, t = f[1:], a[1:], t[1:]
+                fixed.append(f)
+                autowu.append(a)
+                tested.append(t)
+                totals.append(a.sum() / f.sum())
+            fixed, autowu, tested = np.concatenate(fixed), np.concatenate(autowu), np.concatenate(tested)
+            plain = ~tested
+            test_ms = 1e3 * np.median(autowu[tested] - fixed[tested]) if tested.any() else float("nan")
             print(f"{kind:<10} {steps_per_execution:>10} {len(x) // batch_size:>11} "
-                  f"{fixed:>9.1f} {autowu:>10.1f} {autowu / fixed:>6.3f}")
+                  f"{1e3 * np.median(fixed[plain]):>9.1f} {1e3 * np.median(autowu[plain]):>10.1f} "
+                  f"{np.median(autowu[plain] / fixed[plain]):>6.3f} {test_ms:>8.1f} "
+                  f"{np.mean(tests):>6.1f} {np.median(totals):>6.3f}")
 
 
 if __name__ == "__main__":

@@ -176,7 +176,8 @@ training images, each also shifted by one pixel right and down; 360 validation
 images), a small CNN, the same epoch budget at every batch size. The baselines'
 peak learning rates come from a grid search (seed 0); "training runs" counts the
 tuning runs plus one run per batch size. AutoWU keeps its defaults but tests every
-1/20 of its longest warmup: a 10-epoch run has too few epochs for per-epoch tests.
+1/20 of its longest warmup: per-epoch tests, at most one per epoch of the warmup's
+longest (half the run), are too few for three positives in a row in runs this short.
 "cap": the warmup ran to its longest without a switch.
 
 {sections}
