@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import keras_autowu
+from keras_autowu import run_variables
 from keras_autowu._keras import keras
 from test_callback import learning_rate_trace
 
@@ -134,3 +135,20 @@ def test_run_length_arguments_are_checked_at_construction():
         keras_autowu.AutoWU(rollback_on_divergence="no")
     with pytest.raises(ValueError, match=r"AutoWU.build needs the run's length.*steps_per_epoch=None"):
         keras_autowu.AutoWU().build(keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]))
+
+
+def test_fit_past_the_end_of_the_run_keeps_it_finished():
+    """fit(epochs=...) beyond AutoWU's total_epochs: the extra steps train at the final
+    learning rate (0), their losses go nowhere, and the run's record is untouched."""
+    extra = 2 * (STEPS // EPOCHS)
+    losses = parabola(STEPS + extra)
+    autowu, trace, _ = fit_on_losses(losses, EPOCHS + 2, total_epochs=EPOCHS, test_interval=4)
+    scheduler = autowu.scheduler
+    assert scheduler.steps_done == STEPS and scheduler.switch is not None
+    np.testing.assert_allclose(scheduler.losses, losses[:STEPS].astype(np.float32), rtol=1e-6)
+    # What a checkpoint would save: the extra steps' losses did not overwrite the run's.
+    saved = run_variables.find(autowu.model.optimizer, STEPS).read_losses(0, STEPS)
+    np.testing.assert_array_equal(saved, np.asarray(scheduler.losses, np.float32))
+    np.testing.assert_allclose(trace[:STEPS], scheduler.learning_rates(), rtol=2e-6, atol=1e-12)
+    np.testing.assert_array_equal(trace[STEPS:], np.zeros(extra, np.float32))
+    assert scheduler.learning_rates([STEPS])[0] == 0.0
