@@ -55,15 +55,18 @@ class AutoWUScheduler:
     The learning rate starts at `min_lr` and grows every step (exponentially, or
     linearly) towards `max_lr`, which it would reach after `max_warmup_fraction` of the
     run. Every `test_interval` steps a Gaussian process fitted to the warmup's losses
-    tests whether their minimum has passed; after `patience` positive tests in a row,
-    the learning rate is set to where the GP's loss was lowest and the decay begins:
+    tests whether their minimum has passed; after `patience` positive tests in a row
+    (or a positive last test before the warmup's cap, whose learning rate would be
+    higher still), the learning rate is set to where the GP's loss was lowest and the
+    decay begins:
     a cosine to zero at the end of the run (`immediate_cooldown=True`), or a constant
     (or per-epoch `decay_phase_factor`, or reduce-on-plateau on the epoch's mean loss
     with `decay_phase_stat="loss"`) and then a cosine over the last `cooldown_fraction`.
 
-    A warmup whose loss diverges (a non-finite loss, or, at two tests in a row, a test
-    interval's mean loss that has lost half the progress from the first interval to
-    the best) ends at that test, with the learning rate
+    A warmup whose loss diverges (a non-finite loss, or, at two tests in a row or at
+    the last test before the warmup's cap, a test interval's mean loss that has lost
+    half the progress from the first interval to the best) ends at that test, with the
+    learning rate
     at the GP's minimum of the finite losses, or, when the GP has no estimate, the
     warmup's learning rate at the lowest finite loss (`min_lr` when there is none).
 
@@ -283,10 +286,19 @@ class AutoWUScheduler:
         margin = max(_DIVERGENCE_RISE * (first - best), _DIVERGENCE_NOISE_MARGIN * self._step_noise() / math.sqrt(interval.size))
         self._risen_intervals = self._risen_intervals + 1 if mean > best + margin else 0
         self.healthy = self._risen_intervals == 0
+        risen = f"the mean loss of steps {step - interval.size}..{step - 1} rose to {mean:.4g} (best {best:.4g})"
         # Two intervals in a row: a single bad batch is noise, a blow-up persists.
         if self._risen_intervals >= 2:
-            return f"the mean loss of steps {step - interval.size}..{step - 1} rose to {mean:.4g} (best {best:.4g})"
+            return risen
+        # No later test can confirm it, and the reference would hand the cap's learning
+        # rate on, which is higher still: at the last test, one risen interval will do.
+        if self._risen_intervals and step == self._last_warmup_test_step():
+            return f"{risen}, at the last test before the warmup's cap"
         return None
+
+    def _last_warmup_test_step(self):
+        """The step of the last test that falls within the longest warmup."""
+        return (self.plan.max_warmup_steps - 1) // self.test_interval * self.test_interval
 
     def _step_noise(self):
         """A robust estimate of the per-step loss noise: from successive differences."""
@@ -349,7 +361,10 @@ class AutoWUScheduler:
     def _record_test(self, record):
         self.tests.append(record)
         self._recent_positives.append(record.positive)
-        if sum(self._recent_positives) >= self.config.patience:
+        # At the last test the alternative is the cap's learning rate, past the
+        # minimum by the GP's own account: one positive test will do.
+        last_chance = record.positive and record.step == self._last_warmup_test_step()
+        if sum(self._recent_positives) >= self.config.patience or last_chance:
             self._switch(record)
 
     def _switch(self, record):
@@ -362,10 +377,14 @@ class AutoWUScheduler:
                 why = f"the warmup diverged at step {record.step}: {self.divergence.reason}"
                 how = f"learning rate set to {record.lr_at_minimum:.4g} ({source})"
             else:
+                patience, positives = self.config.patience, sum(self._recent_positives)
+                tests = (
+                    f"{patience} positive tests in a row" if positives >= patience
+                    else f"{positives} of the last {patience} tests positive, the last before the warmup's cap"
+                )
                 why = (
                     f"the loss minimum has passed at step {record.step} "
-                    f"(p={np.median(record.passed_probability):.3f}, {self.config.patience} "
-                    "positive tests in a row)"
+                    f"(p={np.median(record.passed_probability):.3f}, {tests})"
                 )
                 how = f"learning rate set to {record.lr_at_minimum:.4g}"
             print(f"AutoWU: {why}; {how}, then {then}.")

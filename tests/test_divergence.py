@@ -38,6 +38,49 @@ def test_diverging_warmup_ends_at_once_below_the_last_healthy_lr(trouble, reason
     assert f"the warmup diverged at step {step}: the {'loss' if reason == 'is nan' else 'mean loss'}" in capsys.readouterr().out
 
 
+def falling_then_risen(rise_start, rise_stop, steps=400, seed=0):
+    """A loss that falls over the warmup, with a jump to above its start in rise_start..rise_stop-1."""
+    rng = np.random.default_rng(seed)
+    losses = 2.3 - 2.0 * np.arange(steps) / 200 + 0.02 * rng.standard_normal(steps)
+    losses[rise_start:rise_stop] = 2.5 + 0.02 * rng.standard_normal(rise_stop - rise_start)
+    return losses
+
+
+def test_one_risen_interval_at_the_last_test_before_the_cap_ends_the_warmup():
+    """No later test could confirm the rise, and the cap's LR is higher still."""
+    scheduler = keras_autowu.AutoWUScheduler(10, 40, verbose=0)  # cap at step 200, last test at 190
+    for loss in falling_then_risen(180, 400)[:200]:
+        scheduler.step(loss)
+    divergence = scheduler.divergence
+    assert divergence is not None and divergence.step == 190 == scheduler.switch.step
+    assert "at the last test before the warmup's cap" in divergence.reason
+    assert divergence.learning_rate <= scheduler.plan.warmup_lr(189)
+
+
+def test_one_risen_interval_earlier_in_the_warmup_is_not_a_divergence():
+    """Before the last test, a single risen interval may be noise: a second is asked for."""
+    scheduler = keras_autowu.AutoWUScheduler(10, 40, verbose=0)
+    for loss in falling_then_risen(170, 180)[:200]:
+        scheduler.step(loss)
+    assert scheduler.divergence is None and scheduler.healthy
+
+
+def test_a_positive_last_test_before_the_cap_switches_short_of_patience(capsys):
+    """Two positive tests, not three, but the next step would take the cap's higher LR."""
+    rng = np.random.default_rng(0)
+    t = np.arange(400)
+    losses = np.where(t < 170, 2.3 - 2.0 * t / 170, 0.3 + 0.7 * ((t - 170) / 20.0) ** 2)
+    losses += 0.02 * rng.standard_normal(400)
+    scheduler = keras_autowu.AutoWUScheduler(10, 40, verbose=1)  # cap at step 200, last test at 190
+    for loss in losses[:200]:
+        scheduler.step(loss)
+    assert [test.positive for test in scheduler.tests[-3:]] == [False, True, True]
+    assert scheduler.switch is not None and scheduler.switch.step == 190 and scheduler.divergence is None
+    # The LR of the loss minimum (step 170), well below the cap's.
+    assert 0.5 * scheduler.plan.warmup_lr(170) < scheduler.switch.lr_at_minimum < scheduler.plan.warmup_lr(180)
+    assert "2 of the last 3 tests positive, the last before the warmup's cap" in capsys.readouterr().out
+
+
 def test_noisy_healthy_warmups_are_not_called_diverged():
     """Batch noise, even heavy, never cuts a warmup short as a divergence."""
     for seed in range(5):
