@@ -15,6 +15,12 @@ import pytest  # noqa: E402
 from keras_autowu._keras import IS_KERAS_3, keras  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def seeded():
+    """Each test starts from the same initial weights, whatever ran before it."""
+    keras.utils.set_random_seed(0)
+
+
 def make_optimizer(name):
     """The optimizers AutoWU must drive, on the Keras under test."""
     if name == "sgd":
