@@ -39,13 +39,58 @@ def accuracy_table(result):
 
 
 def autowu_table(result):
-    lines = ["| batch | AutoWU's LR (mean over seeds) | switch step / run's steps | tuned peak LR at this batch |", "| --- | --- | --- | --- |"]
+    lines = [
+        "| batch | AutoWU's LR (mean over seeds) | switch step / run's steps | accuracy per seed | tuned peak LR at this batch |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     tuned = result["methods"]["tuned@each"]["peak_lr"]
     for b in result["batch_sizes"]:
         runs = result["methods"]["autowu"]["runs"][str(b)]
         switches = ", ".join("cap" if r["switch_step"] is None else str(r["switch_step"]) for r in runs)
-        lines.append(f"| {b} | {np.mean([r['found_lr'] for r in runs]):.4g} | {switches} / {runs[0]['total_steps']} | {tuned[str(b)]:.4g} |")
+        accuracies = ", ".join(f"{r['accuracy']:.3f}" for r in runs)
+        lines.append(
+            f"| {b} | {np.mean([r['found_lr'] for r in runs]):.4g} | {switches} / {runs[0]['total_steps']} "
+            f"| {accuracies} | {tuned[str(b)]:.4g} |"
+        )
     return "\n".join(lines)
+
+
+# How close counts as "matched", and how low counts as a dead network (10 classes).
+MATCH_POINTS = 0.015
+DEAD_ACCURACY = 0.5
+
+
+def verdict(result):
+    """Where AutoWU matched the per-batch-tuned schedule, how many runs died, and its LR against the tuned one."""
+    methods = result["methods"]
+    matched, lr_ratios = [], {True: [], False: []}  # AutoWU's LR / the tuned peak, by "died"
+    for b in result["batch_sizes"]:
+        runs = methods["autowu"]["runs"][str(b)]
+        tuned = np.mean([r["accuracy"] for r in methods["tuned@each"]["runs"][str(b)]])
+        if np.mean([r["accuracy"] for r in runs]) >= tuned - MATCH_POINTS:
+            matched.append(str(b))
+        for r in runs:
+            lr_ratios[r["accuracy"] < DEAD_ACCURACY].append(r["found_lr"] / methods["tuned@each"]["peak_lr"][str(b)])
+    dead, runs_in_all = len(lr_ratios[True]), len(lr_ratios[True]) + len(lr_ratios[False])
+    if not matched:
+        where = "at no batch size"
+    elif len(matched) == 1:
+        where = f"at batch {matched[0]}"
+    else:
+        where = "at batches " + ", ".join(matched[:-1]) + " and " + matched[-1]
+    return (
+        f"AutoWU's mean accuracy is within {MATCH_POINTS * 100:.1f} points of the schedule tuned at every "
+        f"batch size {where}; {dead} of its {runs_in_all} runs ended below {DEAD_ACCURACY:.0%} accuracy "
+        f"(the network died).{lr_ratio_sentence(lr_ratios)}"
+    )
+
+
+def lr_ratio_sentence(lr_ratios):
+    parts = [
+        f"{np.median(lr_ratios[died]):.1f}x in the runs that {'died' if died else 'trained'}"
+        for died in (False, True) if lr_ratios[died]
+    ]
+    return " AutoWU's LR against the tuned peak LR at the same batch: a median of " + " and ".join(parts) + "."
 
 
 def plot_accuracy(results, path):
@@ -131,7 +176,8 @@ def main():
             f"### {optimizer.upper()}\n\nValidation accuracy, mean ± standard deviation over seeds "
             f"{result['seeds']}, {result['epochs']} epochs at every batch size:\n\n{accuracy_table(result)}\n\n"
             f"AutoWU's learning rate against the batch size: log-log slope "
-            f"**{result['autowu_lr_slope']:.2f}** (square-root scaling: 0.5).\n\n{autowu_table(result)}\n"
+            f"**{result['autowu_lr_slope']:.2f}** (square-root scaling: 0.5).\n\n{autowu_table(result)}\n\n"
+            f"{verdict(result)}\n"
         )
     folder = pathlib.Path(args.paper_claim_json).parent
     printed = {
