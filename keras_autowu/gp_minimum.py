@@ -19,6 +19,7 @@ determinant lemma reduce every solve to the 19 x 19 matrix Phi^T Phi.
 float64 throughout: the noise can be 1e-4 of the outputscale, and the test is cheap.
 """
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -37,7 +38,13 @@ DIFFERENCE_VARIANCE_JITTER = 1e-4
 
 _ADAM_BETA_1, _ADAM_BETA_2, _ADAM_EPSILON = 0.9, 0.999, 1e-8
 _outputscale_bijector = tfp.bijectors.Softplus()
-_noise_bijector = tfp.bijectors.Softplus(low=tf.constant(NOISE_FLOOR, tf.float64))
+
+
+@functools.lru_cache(maxsize=None)
+def _noise_bijector():
+    # Made on first use, not at import: a tensor made at import would start
+    # TensorFlow's runtime, after which a script can no longer configure devices.
+    return tfp.bijectors.Softplus(low=tf.constant(NOISE_FLOOR, tf.float64))
 
 
 class GPState(NamedTuple):
@@ -67,7 +74,7 @@ class GPTestResult(NamedTuple):
 
 def initial_gp_state():
     """The reference's starting values: outputscale softplus(0), noise 1e-3."""
-    raw_noise = _noise_bijector.inverse(tf.constant(INITIAL_NOISE, tf.float64))
+    raw_noise = _noise_bijector().inverse(tf.constant(INITIAL_NOISE, tf.float64))
     params = tf.stack([tf.constant(0.0, tf.float64), raw_noise, tf.constant(0.0, tf.float64)])
     zeros = tf.zeros([3], tf.float64)
     return GPState(params, zeros, zeros, tf.constant(0.0, tf.float64))
@@ -79,7 +86,7 @@ def grid():
 
 def _unpack(params):
     outputscale = _outputscale_bijector.forward(params[0])
-    noise = _noise_bijector.forward(params[1])
+    noise = _noise_bijector().forward(params[1])
     return outputscale, noise, params[2]
 
 
