@@ -3,8 +3,19 @@
 from keras_autowu.callback import AutoWU
 from keras_autowu.config import AutoWUConfig
 from keras_autowu.plotting import plot_autowu
-from keras_autowu.scheduler import AutoWUScheduler, GPTestRecord
+from keras_autowu.scheduler import AutoWUScheduler, GPTestRecord, Request, Rescue
+from keras_autowu.weight_snapshot import WeightSnapshot
 
 __version__ = "0.1.0"
 
-__all__ = ["AutoWU", "AutoWUConfig", "AutoWUScheduler", "GPTestRecord", "plot_autowu", "__version__"]
+__all__ = [
+    "AutoWU",
+    "AutoWUConfig",
+    "AutoWUScheduler",
+    "GPTestRecord",
+    "Request",
+    "Rescue",
+    "WeightSnapshot",
+    "plot_autowu",
+    "__version__",
+]

@@ -6,3 +6,11 @@ import tensorflow as tf
 
 keras = tf.keras
 IS_KERAS_3 = hasattr(keras, "version") and keras.version().startswith("3.")
+
+
+def steps_per_execution(model):
+    """How many steps each call of the compiled train function runs."""
+    value = getattr(model, "steps_per_execution", None) if IS_KERAS_3 else getattr(model, "_steps_per_execution", None)
+    if value is None:
+        return 1
+    return int(value.numpy()) if hasattr(value, "numpy") else int(value)

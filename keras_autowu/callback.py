@@ -1,14 +1,16 @@
 """AutoWU as a Keras callback: thin glue between `model.fit` and `AutoWUScheduler`."""
 
 import dataclasses
+import warnings
 
 import numpy as np
 import tensorflow as tf
 
-from keras_autowu import run_variables, train_step_hook
-from keras_autowu._keras import keras
+from keras_autowu import run_variables, schedule, train_step_hook
+from keras_autowu._keras import keras, steps_per_execution
+from keras_autowu._stacklevel import user_stacklevel
 from keras_autowu.config import AutoWUConfig, check_run_length
-from keras_autowu.scheduler import AutoWUScheduler
+from keras_autowu.scheduler import AutoWUScheduler, resolve_test_interval
 from keras_autowu.weight_snapshot import WeightSnapshot
 
 
@@ -33,13 +35,14 @@ class AutoWU(keras.callbacks.Callback):
       steps_per_epoch: Int or None. Taken from `fit` when None; needed when `fit`
         cannot know it (a dataset of unknown length).
       total_epochs: Int or None. Taken from `fit`'s `epochs` when None.
-      rollback_on_divergence: Bool. When the warmup diverges, or ends while its loss
-        has risen, put the weights and the optimizer's slots back to the last test with
-        a healthy loss.
+      rollback_on_divergence: Bool. When the warmup diverges, ends while its loss has
+        risen, or the guard rescues a diverging run after it, put the weights and the
+        optimizer's slots back to the last test with a healthy loss.
       **kwargs: The algorithm's arguments (`min_lr`, `max_lr`, `max_warmup_fraction`,
         `warmup_type`, `immediate_cooldown`, `cooldown_fraction`, `cooldown_type`,
         `decay_phase_factor`, `decay_phase_stat`, `confidence`, `patience`,
-        `num_predictions`, `test_interval`, `seed`, `verbose`).
+        `num_predictions`, `test_interval`, `lr_choice`, `min_progress`, `min_rise`,
+        `max_rescues`, `seed`, `verbose`).
 
     Raises:
       ValueError: for an argument out of range, at construction; at the start of
@@ -71,7 +74,7 @@ class AutoWU(keras.callbacks.Callback):
         self.scheduler = None
         self._variables = self._hook = self._snapshot = None
         self._run_started = False
-        if self.config.test_interval is not None:
+        if self.config.test_interval != "epoch":
             # Only then does AutoWU need Python between epochs; without a batch hook,
             # Keras keeps dispatching batches asynchronously.
             self.on_train_batch_end = self._test_if_due
@@ -108,9 +111,36 @@ class AutoWU(keras.callbacks.Callback):
                 "Pass AutoWU(steps_per_epoch=...)."
             )
         total_epochs = self._total_epochs or params.get("epochs")
-        self.scheduler = AutoWUScheduler(steps_per_epoch, total_epochs, **dataclasses.asdict(self.config))
+        config = self._config_for(steps_per_epoch, total_epochs)
+        self.scheduler = AutoWUScheduler(steps_per_epoch, total_epochs, **dataclasses.asdict(config))
         _check_settable_learning_rate(self.model.optimizer)
         self._variables = run_variables.attach(self.model, self.scheduler.total_steps)
+
+    def _config_for(self, steps_per_epoch, total_epochs):
+        """The config, its test interval aligned to steps_per_execution's chunks.
+
+        A decision is carried out at the end of the chunk that holds its step, so a test
+        inside a chunk would take effect late. Chunks restart at every epoch.
+        """
+        chunk = steps_per_execution(self.model)
+        plan = schedule.SchedulePlan.from_config(self.config, steps_per_epoch, total_epochs)
+        interval = resolve_test_interval(self.config.test_interval, plan)
+        if chunk <= 1 or (interval % chunk == 0 and steps_per_epoch % chunk == 0) or interval % steps_per_epoch == 0:
+            return self.config
+        if steps_per_epoch % chunk == 0:
+            aligned = -(-interval // chunk) * chunk
+            where = f"a multiple of steps_per_execution={chunk}"
+        else:
+            aligned = -(-interval // steps_per_epoch) * steps_per_epoch
+            where = f"a whole number of epochs, as steps_per_epoch={steps_per_epoch} is no multiple of steps_per_execution={chunk}"
+        if self.config.test_interval != "auto":
+            warnings.warn(
+                f"AutoWU: test_interval={self.config.test_interval!r} ({interval} steps) rounded up to "
+                f"{aligned} steps, {where}, so that every decision takes effect at its own step.",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
+        return dataclasses.replace(self.config, test_interval=aligned)
 
     def on_train_begin(self, logs=None):
         if self._variables is None:  # set_params was not called by fit (Keras 2 does)
@@ -125,6 +155,7 @@ class AutoWU(keras.callbacks.Callback):
             self._start_or_resume()
             self._run_started = True
             self._steps_at_start = self.scheduler.steps_done
+        self._steps_at_epoch_start = self.scheduler.steps_done
 
     def _start_or_resume(self):
         losses, offset = self._variables.recorded_losses()
@@ -145,14 +176,15 @@ class AutoWU(keras.callbacks.Callback):
         # The roll-back's snapshot lives in memory: a restart takes a new one, if healthy.
         self._snapshot = None
         if self.scheduler.healthy:
-            self._take_snapshot()
+            self._take_snapshot(self.scheduler.steps_done)
 
     def _test_if_due(self, batch, logs=None):
-        # One scalar read; the losses are read only when a test is due.
-        done = self._variables.count()
+        # Python's count of the epoch's batches says when a test may be due; only then
+        # is the step counter read (a read waits for the device), and the losses after it.
+        estimate = self._steps_at_epoch_start + batch + 1
         interval = self.scheduler.test_interval
-        if done // interval > self.scheduler.steps_done // interval:
-            self._sync(done)
+        if estimate // interval > self.scheduler.steps_done // interval:
+            self._sync(self._variables.count())
 
     def on_epoch_end(self, epoch, logs=None):
         self._sync(self._variables.count())
@@ -176,34 +208,33 @@ class AutoWU(keras.callbacks.Callback):
         start = self.scheduler.steps_done
         if done <= start:
             return
-        before, tests_before = self.scheduler.state, len(self.scheduler.tests)
-        self.scheduler.observe(self._variables.read_losses(start, done))
+        before = self.scheduler.state
+        requests = self.scheduler.observe(self._variables.read_losses(start, done))
         if self.scheduler.state != before:
             self._write_learning_rates()
-        warmup_ended = before.warmup_end != self.scheduler.state.warmup_end
-        if warmup_ended and (self.scheduler.divergence is not None or not self.scheduler.healthy):
-            # A warmup that ends on a risen loss hands on weights from past the minimum.
-            self._roll_back()
-        elif self.scheduler.healthy and len(self.scheduler.tests) > tests_before:
-            self._take_snapshot()
+        for request in requests:
+            if request.kind == "snapshot":
+                self._take_snapshot(request.step)
+            else:
+                self._roll_back(request.step)
 
     def _write_learning_rates(self):
         self._variables.set_learning_rates(self.scheduler.learning_rates(np.arange(self.scheduler.total_steps + 1)))
 
-    def _take_snapshot(self):
-        if self.rollback_on_divergence and self.scheduler.phase == "warmup":
-            self._snapshot = WeightSnapshot(self.model, self.scheduler.steps_done, self._variables.refs())
+    def _take_snapshot(self, step):
+        if self.rollback_on_divergence:
+            self._snapshot = WeightSnapshot(self.model, step, self._variables.refs())
 
-    def _roll_back(self):
+    def _roll_back(self, step):
         if not self.rollback_on_divergence or self._snapshot is None:
             return
-        self._snapshot.restore()
+        # The snapshot is kept: a later rescue may need it again.
+        self._snapshot.restore(learning_rate=self.scheduler.learning_rates([self.scheduler.steps_done])[0])
         if self.config.verbose:
             print(
                 f"AutoWU: weights and optimizer state rolled back to step "
                 f"{self._snapshot.step}, the last test with a healthy loss."
             )
-        self._snapshot = None
 
 
 def _check_settable_learning_rate(optimizer):
@@ -215,3 +246,4 @@ def _check_settable_learning_rate(optimizer):
             f"learning_rate={learning_rate!r}. Build it with a float learning rate, e.g. "
             "keras.optimizers.SGD(momentum=0.9); AutoWU overwrites the value."
         )
+

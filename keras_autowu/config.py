@@ -3,11 +3,14 @@
 import dataclasses
 import math
 import numbers
-from typing import Optional
+from typing import Optional, Union
+
+from keras_autowu.handover import LR_CHOICES
 
 WARMUP_TYPES = ("exp", "linear")
 COOLDOWN_TYPES = ("cosine", "half_cosine")
 DECAY_PHASE_STATS = (None, "loss")
+TEST_INTERVALS = ("auto", "epoch")
 
 
 def _fail(name, value, requirement):
@@ -59,7 +62,11 @@ class AutoWUConfig:
     confidence: float = 0.95
     patience: int = 3
     num_predictions: int = 5
-    test_interval: Optional[int] = None
+    test_interval: Union[int, str] = "auto"
+    lr_choice: str = "gp_minimum"
+    min_progress: float = 0.05
+    min_rise: float = 0.05
+    max_rescues: int = 5
     seed: int = 0
     verbose: int = 1
 
@@ -79,7 +86,14 @@ class AutoWUConfig:
         _check_number("confidence", self.confidence, 0.0, 1.0, low_open=True, high_open=True)
         _check_int("patience", self.patience, 1)
         _check_int("num_predictions", self.num_predictions, 1)
-        _check_int("test_interval", self.test_interval, 1, allow_none=True)
+        if self.test_interval not in TEST_INTERVALS:
+            if isinstance(self.test_interval, str) or self.test_interval is None:
+                _fail("test_interval", self.test_interval, f"`test_interval` to be an integer >= 1, or one of {TEST_INTERVALS}")
+            _check_int("test_interval", self.test_interval, 1)
+        _check_choice("lr_choice", self.lr_choice, LR_CHOICES)
+        _check_number("min_progress", self.min_progress, 0.0, 1.0)
+        _check_number("min_rise", self.min_rise, 0.0, None)
+        _check_int("max_rescues", self.max_rescues, 0)
         _check_int("seed", self.seed, 0)
         if not isinstance(self.verbose, bool):
             _check_int("verbose", self.verbose, 0)

@@ -63,11 +63,18 @@ class ScheduleState(NamedTuple):
     warmup_end: the first step after the warmup (the switch step, or the cap).
     decay_base_lr: the learning rate the warmup hands on.
     plateau_scale: product of the reduce-on-plateau reductions so far.
+    rescue_steps: the steps from which a rescue (after the warmup) multiplied the
+      learning rate by RESCUE_FACTOR, in order.
     """
 
     warmup_end: int
     decay_base_lr: float
     plateau_scale: float = 1.0
+    rescue_steps: tuple = ()
+
+
+# A rescue halves the learning rate of the decay from its step on.
+RESCUE_FACTOR = 0.5
 
 
 def initial_state(plan):
@@ -136,7 +143,14 @@ def learning_rate_at(step, state, plan):
     # hands over straight to it, from the learning rate the warmup chose.
     base_step = tf.where(tf.equal(start, warmup_end), start, start - 1)
     cooldown = before_cooldown(base_step) * _cooldown_multiplier(step, start, plan)
-    return tf.where(step < start, before_cooldown(step), cooldown)
+    lr = tf.where(step < start, before_cooldown(step), cooldown)
+    return lr * _rescue_multiplier(step, state.rescue_steps)
+
+
+def _rescue_multiplier(step, rescue_steps):
+    rescue_steps = tf.reshape(tf.cast(rescue_steps, tf.int64), [-1])
+    rescues = tf.reduce_sum(tf.cast(step[..., None] >= rescue_steps, tf.float32), axis=-1)
+    return tf.pow(RESCUE_FACTOR, rescues)
 
 
 def phase_at(step, state, plan):

@@ -8,20 +8,18 @@ from typing import NamedTuple, Optional
 import numpy as np
 import tensorflow as tf
 
-from keras_autowu import gp_minimum, loss_sampling, schedule
+from keras_autowu import gp_minimum, handover, loss_sampling, schedule
+from keras_autowu._stacklevel import user_stacklevel
 from keras_autowu.config import AutoWUConfig, check_run_length
+from keras_autowu.loss_progress import LossProgress
 
 # The reference's reduce-on-plateau (PyTorch's defaults): relative threshold, patience.
 _PLATEAU_THRESHOLD = 1e-4
 _PLATEAU_PATIENCE = 5
 # Fewer finite losses than this give the GP nothing to fit.
 _MIN_FINITE_LOSSES = 3
-# The warmup has diverged when, at two tests in a row, the interval's mean loss has lost
-# this share of the progress made from the first interval to the best (a network that
-# died goes back to where it started), by more than _DIVERGENCE_NOISE_MARGIN standard
-# errors of an interval's mean: batch noise alone should never cut a warmup short.
-_DIVERGENCE_RISE = 0.5
-_DIVERGENCE_NOISE_MARGIN = 10.0
+# test_interval="auto": this many tests fit in the longest warmup (at most one an epoch).
+AUTO_TESTS_PER_WARMUP = 20
 _STATE_FORMAT = 1
 
 
@@ -31,13 +29,41 @@ _compiled_learning_rate_at = tf.function(schedule.learning_rate_at)
 
 
 class GPTestRecord(NamedTuple):
-    """One "minimum passed?" test: at `step`, over the losses of steps 0..step-1."""
+    """One "minimum passed?" test: at `step`, over the losses of steps 0..step-1.
+
+    `positive` needs both the GP's vote and `loss_turned`: the loss has made real
+    progress and then risen (see `loss_progress`).
+    """
 
     step: int
     passed_probability: np.ndarray  # one per prediction
     positive: bool
     lr_at_minimum: float  # the learning rate at the GP's minimum, mean over predictions
     posterior_mean: Optional[np.ndarray]  # [num_predictions, 500] on x in [0, 1]
+    handover_lr: float = math.nan  # the learning rate `lr_choice` picks, mean over predictions
+    loss_turned: bool = True
+
+
+class Request(NamedTuple):
+    """What the training loop must do to the weights, from `AutoWUScheduler.observe`.
+
+    kind "snapshot": keep a copy of the weights and the optimizer's slots as they are
+    now, after `step` steps (it replaces the previous copy). kind "restore": put back
+    the copy taken after `step` steps (the last one); the step counter goes on.
+    """
+
+    kind: str
+    step: int
+
+
+class Rescue(NamedTuple):
+    """A divergence after the warmup, and what the guard did about it."""
+
+    step: int  # the first step at the lower learning rate
+    reason: str
+    learning_rate_before: float
+    learning_rate: float
+    restore_step: Optional[int]  # the snapshot put back, if any
 
 
 class Divergence(NamedTuple):
@@ -55,10 +81,12 @@ class AutoWUScheduler:
     The learning rate starts at `min_lr` and grows every step (exponentially, or
     linearly) towards `max_lr`, which it would reach after `max_warmup_fraction` of the
     run. Every `test_interval` steps a Gaussian process fitted to the warmup's losses
-    tests whether their minimum has passed; after `patience` positive tests in a row
-    (or a positive last test before the warmup's cap, whose learning rate would be
-    higher still), the learning rate is set to where the GP's loss was lowest and the
-    decay begins:
+    tests whether their minimum has passed; a test is positive when the GP is sure of
+    it and the loss has fallen by `min_progress` of its start and risen again by
+    `min_rise` of that fall. After `patience` positive tests in a row (or a positive
+    last test before the warmup's cap, whose learning rate would be higher still), the
+    learning rate is set to the point of the GP's loss curve that `lr_choice` picks and
+    the decay begins:
     a cosine to zero at the end of the run (`immediate_cooldown=True`), or a constant
     (or per-epoch `decay_phase_factor`, or reduce-on-plateau on the epoch's mean loss
     with `decay_phase_stat="loss"`) and then a cosine over the last `cooldown_fraction`.
@@ -69,6 +97,16 @@ class AutoWUScheduler:
     learning rate
     at the GP's minimum of the finite losses, or, when the GP has no estimate, the
     warmup's learning rate at the lowest finite loss (`min_lr` when there is none).
+
+    After the warmup a guard keeps watching at every test interval: a non-finite
+    loss, or two intervals in a row that lost half the progress, is a divergence, and
+    a rescue halves the learning rate from that step on (at most `max_rescues` times)
+    and asks for the last healthy snapshot back.
+
+    `observe` returns the `Request`s that the training loop carries out: keep a
+    snapshot of the weights (at each healthy test), or put it back (a divergence, a
+    switch on a risen loss, a rescue). The Keras callback does both; a custom loop
+    does them on its own variables.
 
     Every decision is a function of the losses alone: `get_state()` is the losses,
     and `set_state()` replays them, so a restored scheduler continues exactly as the
@@ -95,8 +133,19 @@ class AutoWUScheduler:
       patience: Int. Positive tests in a row that end the warmup.
       num_predictions: Int. GP predictions per test, each on its own subsample;
         the test is positive when more than half vote "passed".
-      test_interval: Int or None. Steps between tests; None: once per epoch, as in
-        the paper.
+      test_interval: Int, "auto" or "epoch". Steps between tests. "auto": 1/20 of
+        the longest warmup, at most one epoch; "epoch": once per epoch, as in the
+        paper.
+      lr_choice: "gp_minimum" (the reference's, and the best on our benchmarks),
+        "gp_minimum/4", "steepest" or "drop_share": the point of the GP's loss curve
+        whose learning rate the decay starts from; see `keras_autowu.handover`.
+      min_progress: Float in [0, 1]. A positive test needs the loss to have fallen
+        by this share of its first interval's mean. 0 and `min_rise=0`: the GP alone
+        decides, as in the reference.
+      min_rise: Float >= 0. A positive test needs the last interval's mean to be
+        above the best by this share of the fall.
+      max_rescues: Int. Rescues after the warmup, at most; 0: no guard, as in the
+        reference.
       seed: Int. Seeds the subsampling, so that every worker decides alike.
       verbose: Int. 1: print a line at the switch.
 
@@ -107,7 +156,13 @@ class AutoWUScheduler:
     optimizer.learning_rate = scheduler.learning_rate
     for step in range(1000):
         loss = train_step(next(batches))
-        optimizer.learning_rate = scheduler.step(float(loss))
+        for request in scheduler.observe([float(loss)]):
+            if request.kind == "snapshot":
+                saved = [v.numpy() for v in model.weights + optimizer.variables]
+            else:  # "restore"
+                for v, value in zip(model.weights + optimizer.variables, saved):
+                    v.assign(value)
+        optimizer.learning_rate = scheduler.learning_rate
     ```
 
     References:
@@ -122,13 +177,16 @@ class AutoWUScheduler:
         self.total_epochs = total_epochs
         self.plan = schedule.SchedulePlan.from_config(self.config, steps_per_epoch, total_epochs)
         self.reset()
+        self._warn_about_the_run_length()
+
+    def _warn_about_the_run_length(self):
         if self._warmup_rounds_to_nothing():
             warnings.warn(
                 f"AutoWU: the run's {self.total_steps} steps are too short for a warmup "
                 f"(max_warmup_fraction={self.config.max_warmup_fraction} of them is under one "
                 "step); the decay starts from min_lr.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         elif 0 < self.plan.max_warmup_steps <= self.test_interval:
             warnings.warn(
@@ -137,18 +195,22 @@ class AutoWUScheduler:
                 f"{self.total_steps} steps. The learning rate follows the warmup to its cap "
                 "(max_lr); pass a smaller test_interval, or train for more epochs.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         elif 0 < (self.plan.max_warmup_steps - 1) // self.test_interval < 2 * self.config.patience:
             # A test at the cap itself would come too late: the warmup is over.
             tests = (self.plan.max_warmup_steps - 1) // self.test_interval
+            auto = _auto_test_interval(self.plan)
+            advice = (
+                f"Pass test_interval={auto} (test_interval='auto'), or train for more epochs."
+                if auto < self.test_interval else "Train for more epochs, or with smaller batches."
+            )
             warnings.warn(
-                f"AutoWU: only {tests} GP tests fall within the longest warmup, and "
-                f"{self.config.patience} positive ones in a row end it: the loss may blow up "
-                f"before they do. Pass test_interval={max(1, self.plan.max_warmup_steps // 20)} "
-                "(1/20 of the longest warmup), or train for more epochs.",
+                f"AutoWU: only {tests} GP test{'s fall' if tests > 1 else ' falls'} within the longest "
+                f"warmup, and {self.config.patience} positive ones in a row end it: the loss may "
+                f"blow up before they do. {advice}",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
 
     def reset(self):
@@ -162,23 +224,26 @@ class AutoWUScheduler:
         self.tests = []
         self.switch: Optional[GPTestRecord] = None
         self.divergence: Optional[Divergence] = None
-        self._interval_means = []
-        self._risen_intervals = 0
+        self.rescues = []
+        self.snapshot_step: Optional[int] = None  # the step of the last snapshot asked for
+        self.progress = LossProgress(self.config.min_progress, self.config.min_rise)
         self.healthy = True  # the last test interval's losses: finite, and not rising
         self._gp_state = gp_minimum.initial_gp_state()
         self._recent_positives = collections.deque(maxlen=self.config.patience)
         self._plateau_best = math.inf
         self._plateau_bad_epochs = 0
         self._warned_gp_failure = False
-        self._warned_non_finite = False
+        self._warned_rescues_spent = False
         self._quiet = False
+        self._requests = []
 
     def _warmup_rounds_to_nothing(self):
         return self.config.max_warmup_fraction > 0 and self.plan.max_warmup_steps == 0
 
     @property
     def test_interval(self):
-        return self.config.test_interval or self.steps_per_epoch
+        """Steps between tests (and, after the warmup, the guard's checks)."""
+        return resolve_test_interval(self.config.test_interval, self.plan)
 
     @property
     def total_steps(self):
@@ -201,33 +266,46 @@ class AutoWUScheduler:
         return schedule.learning_rate_at(steps, self.state, self.plan).numpy()
 
     def step(self, loss):
-        """Records the loss of the step just taken; returns the next step's LR."""
+        """Records the loss of the step just taken; returns the next step's LR.
+
+        For a loop that keeps no snapshots; `observe` also says when to take and
+        restore them.
+        """
         self.observe([loss])
         return self.learning_rate
 
     def observe(self, losses):
-        """Records the losses of the next len(losses) steps.
+        """Records the losses of the next len(losses) steps; returns a list of `Request`s.
 
         Each test (and reduce-on-plateau update) that falls due within them runs on the
         losses up to its own step, whatever the chunking: the Keras callback calls this
         once per test or epoch boundary, a restore once for the whole run so far.
         """
+        self._requests = []
         losses = np.asarray(losses, np.float64).ravel()
         while losses.size:
             done = self.steps_done
             boundary = min(_next_multiple(done, self.test_interval), _next_multiple(done, self.steps_per_epoch))
+            if done < self.plan.max_warmup_steps:
+                boundary = min(boundary, self.plan.max_warmup_steps)
             chunk, losses = losses[: boundary - done], losses[boundary - done :]
             self.losses.extend(chunk.tolist())
             self.steps_done = done + chunk.size
             if self.steps_done == boundary:
                 self._at_boundary(boundary)
+        return self._requests
 
     def _at_boundary(self, step):
         if step % self.test_interval == 0:
+            interval = self.losses[step - self.test_interval : step]
+            verdict = self.progress.add_interval(step - self.test_interval, interval)
+            self.healthy = verdict.healthy
             if self.phase == "warmup":
-                self._test_warmup(step)
+                self._test_warmup(step, verdict)
             else:
-                self._check_after_warmup(step)
+                self._guard(step, verdict)
+        if step == self.plan.max_warmup_steps and self.switch is None and self.phase != "warmup":
+            self._say_the_cap_was_reached(step)
         if (
             self.config.decay_phase_stat == "loss"
             and step % self.steps_per_epoch == 0
@@ -241,7 +319,7 @@ class AutoWUScheduler:
             "format": _STATE_FORMAT,
             "steps_per_epoch": self.steps_per_epoch,
             "total_epochs": self.total_epochs,
-            "losses": np.asarray(self.losses, np.float64),
+            "losses": list(self.losses),
         }
 
     def set_state(self, state):
@@ -260,52 +338,46 @@ class AutoWUScheduler:
             self.observe(state["losses"])
         finally:
             self._quiet = False
+            self._requests = []
 
-    def _test_warmup(self, step):
-        interval = np.asarray(self.losses[step - self.test_interval : step])
-        reason = self._divergence_reason(step, interval)
-        record = self._gp_test(step)
-        if reason is None:
-            self._record_test(record)
-            return
-        self.tests.append(record)
-        fallback = not math.isfinite(record.lr_at_minimum)
-        # The GP extrapolates past the last finite loss; never go beyond its LR.
-        lr = self._fallback_lr() if fallback else min(record.lr_at_minimum, self._last_finite_lr())
-        self.divergence = Divergence(step, reason, lr, fallback)
-        self._switch(record._replace(lr_at_minimum=lr))
+    def _snapshot_if_best(self, step, verdict):
+        """Keeps the weights of the lowest loss so far: a switch, a divergence and a
+        rescue all go back to them."""
+        if verdict.healthy and verdict.mean <= min(self.progress.interval_means):
+            self._request("snapshot", step)
 
-    def _divergence_reason(self, step, interval):
-        bad = np.flatnonzero(~np.isfinite(interval))
-        self.healthy = False
-        if bad.size:
-            return f"the loss of step {step - interval.size + bad[0]} is {interval[bad[0]]}"
-        mean = float(interval.mean())
-        self._interval_means.append(mean)
-        first, best = self._interval_means[0], min(self._interval_means)
-        margin = max(_DIVERGENCE_RISE * (first - best), _DIVERGENCE_NOISE_MARGIN * self._step_noise() / math.sqrt(interval.size))
-        self._risen_intervals = self._risen_intervals + 1 if mean > best + margin else 0
-        self.healthy = self._risen_intervals == 0
-        risen = f"the mean loss of steps {step - interval.size}..{step - 1} rose to {mean:.4g} (best {best:.4g})"
+    def _request(self, kind, step):
+        if kind == "snapshot":
+            self.snapshot_step = step
+        self._requests.append(Request(kind, step))
+
+    def _test_warmup(self, step, verdict):
+        reason = verdict.non_finite
+        risen = (
+            f"the mean loss of steps {step - self.test_interval}..{step - 1} rose to "
+            f"{verdict.mean:.4g} (best {min(self.progress.interval_means):.4g})"
+        ) if verdict.risen else None
         # Two intervals in a row: a single bad batch is noise, a blow-up persists.
-        if self._risen_intervals >= 2:
-            return risen
+        if verdict.risen_in_a_row >= 2:
+            reason = risen
         # No later test can confirm it, and the reference would hand the cap's learning
         # rate on, which is higher still: at the last test, one risen interval will do.
-        if self._risen_intervals and step == self._last_warmup_test_step():
-            return f"{risen}, at the last test before the warmup's cap"
-        return None
+        elif risen and step == self._last_warmup_test_step():
+            reason = f"{risen}, at the last test before the warmup's cap"
+        record = self._gp_test(step)
+        if reason is None:
+            self._record_test(record, verdict)
+            return
+        self.tests.append(record)
+        fallback = not math.isfinite(record.handover_lr)
+        # The GP extrapolates past the last finite loss; never go beyond its LR.
+        lr = self._fallback_lr() if fallback else min(record.handover_lr, self._last_finite_lr())
+        self.divergence = Divergence(step, reason, lr, fallback)
+        self._switch(record._replace(handover_lr=lr), restore=True)
 
     def _last_warmup_test_step(self):
         """The step of the last test that falls within the longest warmup."""
         return (self.plan.max_warmup_steps - 1) // self.test_interval * self.test_interval
-
-    def _step_noise(self):
-        """A robust estimate of the per-step loss noise: from successive differences."""
-        losses = np.asarray(self.losses)
-        differences = np.abs(np.diff(losses[np.isfinite(losses)]))
-        # For Gaussian noise, median |x_i - x_j| = 0.954 sigma; the median ignores a trend.
-        return float(np.median(differences)) / 0.954 if differences.size else 0.0
 
     def _last_finite_lr(self):
         finite = np.flatnonzero(np.isfinite(np.asarray(self.losses)))
@@ -318,24 +390,64 @@ class AutoWUScheduler:
             return self.config.min_lr
         return self.plan.warmup_lr(int(finite[np.argmin(losses[finite])]))
 
-    def _check_after_warmup(self, step):
-        interval = np.asarray(self.losses[step - self.test_interval : step])
-        bad = np.flatnonzero(~np.isfinite(interval))
-        if bad.size and not self._warned_non_finite and not self._quiet:
-            warnings.warn(
-                f"AutoWU: the loss of step {step - interval.size + bad[0]} is {interval[bad[0]]}, "
-                f"in the {self.phase} phase. AutoWU keeps its schedule; to stop such a run, "
-                "add keras.callbacks.TerminateOnNaN() (this warning is shown once per run).",
-                RuntimeWarning,
-                stacklevel=4,
+    def _guard(self, step, verdict):
+        """After the warmup: a divergence is rescued, a healthy interval snapshotted."""
+        reason = verdict.non_finite
+        if verdict.risen_in_a_row >= 2:
+            reason = (
+                f"the mean loss of steps {step - self.test_interval}..{step - 1} rose to "
+                f"{verdict.mean:.4g} (best {min(self.progress.interval_means):.4g}), the second "
+                "interval in a row"
             )
-            self._warned_non_finite = True
+        if reason is None:
+            self._snapshot_if_best(step, verdict)
+            return
+        if len(self.rescues) >= self.config.max_rescues:
+            self._warn_rescues_spent(step, reason)
+            return
+        before = float(self.learning_rates([step])[0])
+        self.state = self.state._replace(rescue_steps=self.state.rescue_steps + (step,))
+        self.progress.forgive()
+        rescue = Rescue(step, reason, before, before * schedule.RESCUE_FACTOR, self.snapshot_step)
+        self.rescues.append(rescue)
+        if self.snapshot_step is not None:
+            self._request("restore", self.snapshot_step)
+        if self.config.verbose and not self._quiet:
+            back = "" if rescue.restore_step is None else f"; restore the weights of step {rescue.restore_step}"
+            print(
+                f"AutoWU: rescue {len(self.rescues)} of at most {self.config.max_rescues} at step "
+                f"{step}, in the {self.phase} phase: {reason}. Learning rate halved "
+                f"({before:.4g} -> {rescue.learning_rate:.4g}) from here on{back}."
+            )
+
+    def _warn_rescues_spent(self, step, reason):
+        if not self._warned_rescues_spent and not self._quiet:
+            warnings.warn(
+                f"AutoWU: the loss diverged again at step {step} ({reason}), after "
+                f"{len(self.rescues)} rescues (max_rescues={self.config.max_rescues}). AutoWU "
+                "keeps its schedule; add keras.callbacks.TerminateOnNaN() to stop such a run "
+                "(this warning is shown once per run).",
+                RuntimeWarning,
+                stacklevel=user_stacklevel(),
+            )
+            self._warned_rescues_spent = True
+
+    def _say_the_cap_was_reached(self, step):
+        if self.config.verbose and not self._quiet:
+            positives = sum(t.positive for t in self.tests)
+            print(
+                f"AutoWU: the warmup reached its cap at step {step} with no switch "
+                f"({positives} of {len(self.tests)} tests positive); the decay starts at the "
+                f"warmup's last learning rate, {self.state.decay_base_lr:.4g}. The guard "
+                "watches the loss from here."
+            )
 
     def _gp_test(self, step):
         """The GP test on the losses of steps 0..step-1."""
         losses = np.asarray(self.losses[:step])
         if np.isfinite(losses).sum() < _MIN_FINITE_LOSSES:
             return GPTestRecord(step, np.zeros(0), False, math.nan, None)
+        losses = self._clipped_to_the_start(losses)
         inputs = loss_sampling.sample_gp_inputs(
             losses, self.config.num_predictions, self.config.seed, test_index=len(self.tests)
         )
@@ -349,33 +461,67 @@ class AutoWUScheduler:
             return GPTestRecord(step, probability, False, math.nan, None)
         self._gp_state = gp_state
         votes = int(np.sum(probability > self.config.confidence))
-        positive = votes > self.config.num_predictions / 2
+        loss_turned = self.progress.turned_after_progress()
+        positive = votes > self.config.num_predictions / 2 and loss_turned
+        posterior_mean = result.posterior_mean.numpy()
         lr_now = self.plan.warmup_lr(step - 1)  # the learning rate of the last recorded loss
-        x = result.argmin_x.numpy()
+        return GPTestRecord(
+            step,
+            probability,
+            positive,
+            self._warmup_lr_at(result.argmin_x.numpy(), lr_now),
+            posterior_mean,
+            self._warmup_lr_at(handover.handover_x(posterior_mean, self.config.lr_choice), lr_now)
+            * handover.lr_multiplier(self.config.lr_choice),
+            loss_turned,
+        )
+
+    def _clipped_to_the_start(self, losses):
+        """Losses above the first test interval's highest, clipped to it.
+
+        How far a blown-up loss went (1e13, seen on MNIST-1D with LAMB) says nothing about
+        where the minimum is, but it would dominate the GP's fit and put its minimum at
+        the warmup's start. NaN and inf are left for the subsampling to drop.
+        """
+        first = losses[: self.test_interval]
+        first = first[np.isfinite(first)]
+        if not first.size:
+            return losses
+        with np.errstate(invalid="ignore"):
+            return np.where(np.isfinite(losses), np.minimum(losses, first.max()), losses)
+
+    def _warmup_lr_at(self, x, lr_now):
+        """The warmup's learning rate at x in [0, 1] of the warmup so far; mean over x."""
         if self.config.warmup_type == "exp":
             lrs = self.config.min_lr * (lr_now / self.config.min_lr) ** x
         else:
             lrs = self.config.min_lr + (lr_now - self.config.min_lr) * x
-        return GPTestRecord(step, probability, positive, float(np.mean(lrs)), result.posterior_mean.numpy())
+        return float(np.mean(lrs))
 
-    def _record_test(self, record):
+    def _record_test(self, record, verdict):
         self.tests.append(record)
         self._recent_positives.append(record.positive)
         # At the last test the alternative is the cap's learning rate, past the
         # minimum by the GP's own account: one positive test will do.
         last_chance = record.positive and record.step == self._last_warmup_test_step()
+        self._snapshot_if_best(record.step, verdict)
         if sum(self._recent_positives) >= self.config.patience or last_chance:
-            self._switch(record)
+            # The weights at a switch were trained past the minimum: the decay starts
+            # from the snapshot of the lowest loss instead.
+            self._switch(record, restore=True)
 
-    def _switch(self, record):
+    def _switch(self, record, restore=True):
         self.switch = record
-        self.state = self.state._replace(warmup_end=record.step, decay_base_lr=record.lr_at_minimum)
+        self.state = self.state._replace(warmup_end=record.step, decay_base_lr=record.handover_lr)
+        if restore and self.snapshot_step is not None:
+            self._request("restore", self.snapshot_step)
+            self.progress.forgive()
         if self.config.verbose and not self._quiet:
             then = "cosine decay" if self.config.immediate_cooldown else "decay phase"
             if self.divergence is not None:
-                source = "the lowest finite loss" if self.divergence.fallback else "the GP's minimum"
+                source = "the lowest finite loss" if self.divergence.fallback else f"the GP, {self.config.lr_choice}"
                 why = f"the warmup diverged at step {record.step}: {self.divergence.reason}"
-                how = f"learning rate set to {record.lr_at_minimum:.4g} ({source})"
+                how = f"learning rate set to {record.handover_lr:.4g} ({source})"
             else:
                 patience, positives = self.config.patience, sum(self._recent_positives)
                 tests = (
@@ -386,7 +532,10 @@ class AutoWUScheduler:
                     f"the loss minimum has passed at step {record.step} "
                     f"(p={np.median(record.passed_probability):.3f}, {tests})"
                 )
-                how = f"learning rate set to {record.lr_at_minimum:.4g}"
+                how = (
+                    f"learning rate set to {record.handover_lr:.4g} ({self.config.lr_choice}; "
+                    f"the GP's minimum is at {record.lr_at_minimum:.4g})"
+                )
             print(f"AutoWU: {why}; {how}, then {then}.")
 
     def _warn_gp_failure(self, step):
@@ -395,7 +544,7 @@ class AutoWUScheduler:
                 f"AutoWU: the GP test at step {step} failed numerically and counts as "
                 "negative; training goes on (this warning is shown once per run).",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
             self._warned_gp_failure = True
 
@@ -412,6 +561,22 @@ class AutoWUScheduler:
             scale = self.state.plateau_scale * self.config.decay_phase_factor
             self.state = self.state._replace(plateau_scale=scale)
             self._plateau_bad_epochs = 0
+
+
+def resolve_test_interval(test_interval, plan):
+    """The steps between tests that `test_interval` ("auto", "epoch" or an int) means."""
+    if test_interval == "epoch":
+        return plan.steps_per_epoch
+    if test_interval == "auto":
+        return min(plan.steps_per_epoch, _auto_test_interval(plan))
+    return test_interval
+
+
+def _auto_test_interval(plan):
+    """1/AUTO_TESTS_PER_WARMUP of the longest warmup (every step for a tiny one)."""
+    if plan.max_warmup_steps <= 0:
+        return plan.steps_per_epoch
+    return max(1, plan.max_warmup_steps // AUTO_TESTS_PER_WARMUP)
 
 
 def _next_multiple(value, interval):

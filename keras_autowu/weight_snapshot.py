@@ -13,6 +13,21 @@ class WeightSnapshot:
 
     The step counter, the learning rate and `exclude` (AutoWU's own variables) are left
     out: a roll-back takes the run back to healthy weights, not back in time.
+
+    Keras's SGD keeps the learning rate inside its velocity (v <- momentum * v - lr * g;
+    PyTorch's buffer leaves it out), so a velocity restored as it was keeps applying the
+    learning rate of the snapshot's time, which a roll-back usually lowers: `restore`
+    scales it by the new learning rate over that one.
+
+    Example, in a custom training loop driven by `AutoWUScheduler.observe`:
+
+    ```python
+    for request in scheduler.observe([loss]):
+        if request.kind == "snapshot":
+            snapshot = keras_autowu.WeightSnapshot(model, request.step)
+        else:
+            snapshot.restore(learning_rate=scheduler.learning_rate)
+    ```
     """
 
     def __init__(self, model, step, exclude=()):
@@ -22,10 +37,21 @@ class WeightSnapshot:
         optimizer_variables = [v for v in _optimizer_variables(optimizer) if _ref(v) not in skip]
         self._variables = list(model.weights) + optimizer_variables
         self._values = [np.array(v.numpy()) for v in self._variables]
+        self._learning_rate = float(np.asarray(_value(optimizer.learning_rate)))
+        velocities = getattr(optimizer, "momentums", None) if type(optimizer).__name__ == "SGD" else None
+        self._velocities = {_ref(v) for v in velocities or () if v is not None}
 
-    def restore(self):
+    def restore(self, learning_rate=None):
+        """Puts the values back; `learning_rate`: the one the next steps will use."""
+        scale = 1.0
+        if learning_rate is not None and self._learning_rate > 0:
+            scale = min(1.0, float(learning_rate) / self._learning_rate)
         for variable, value in zip(self._variables, self._values):
-            variable.assign(value)
+            variable.assign(value * scale if _ref(variable) in self._velocities else value)
+
+
+def _value(variable):
+    return variable.numpy() if hasattr(variable, "numpy") else variable
 
 
 def _ref(variable):

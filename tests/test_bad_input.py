@@ -82,14 +82,22 @@ def test_all_nan_falls_back_to_min_lr():
     assert trace[divergence.step] == pytest.approx(autowu.config.min_lr * 0.5 * (1 + np.cos(np.pi / (STEPS - 4))), rel=1e-5)
 
 
-def test_nan_after_the_warmup_warns_once_and_terminate_on_nan_still_works():
-    """After the warmup a NaN loss is reported; the user's TerminateOnNaN stops the run."""
+def test_nan_after_the_warmup_is_rescued_and_terminate_on_nan_still_works():
+    """After the warmup a NaN loss makes the guard halve the learning rate from the next
+    test on; the user's TerminateOnNaN still stops the run at once."""
     losses = parabola(STEPS)
+    losses[48:] = 1.0 + 0.02 * np.random.default_rng(1).standard_normal(STEPS - 48)  # healthy after the minimum
     losses[120] = np.nan
-    autowu, trace, caught = fit_on_losses(losses, EPOCHS, test_interval=4, max_warmup_fraction=0.2)
-    assert autowu.scheduler.phase == "cooldown"
-    assert len([m for m in caught if "the loss of step 120 is nan" in m]) == 1
+    autowu, trace, _ = fit_on_losses(losses, EPOCHS, test_interval=4, max_warmup_fraction=0.2)
+    scheduler = autowu.scheduler
+    assert scheduler.phase == "cooldown"
+    [rescue] = scheduler.rescues
+    assert rescue.step == 124 and rescue.reason == "the loss of step 120 is nan"
     assert_sane(autowu, trace)
+    unrescued = keras_autowu.AutoWUScheduler(STEPS // EPOCHS, EPOCHS, test_interval=4, max_warmup_fraction=0.2, verbose=0)
+    unrescued.set_state({**unrescued.get_state(), "losses": np.where(np.isnan(losses), 1.0, losses)})
+    np.testing.assert_allclose(trace[:124], unrescued.learning_rates()[:124], rtol=2e-6)
+    np.testing.assert_allclose(trace[124:], 0.5 * unrescued.learning_rates()[124:], rtol=2e-6)
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.SGD(), loss=label_mean)
@@ -103,7 +111,7 @@ def test_nan_after_the_warmup_warns_once_and_terminate_on_nan_still_works():
     "steps,epochs,kwargs",
     [
         (8, 2, dict(test_interval=100)),  # fewer steps than one test interval
-        (40, 1, {}),  # one epoch: the per-epoch test never falls in the warmup
+        (40, 1, dict(test_interval="epoch")),  # one epoch: the per-epoch test never falls in the warmup
         (1, 1, {}),  # a single step: no warmup, min_lr
     ],
 )
@@ -117,13 +125,17 @@ def test_runs_too_short_to_test_warn_and_warm_up_to_the_cap(steps, epochs, kwarg
 
 
 def test_few_tests_in_the_warmup_warn_with_a_test_interval_to_use():
-    """10 epochs with a test per epoch leave 4 tests for 3 positives in a row: say so."""
-    with pytest.warns(UserWarning, match=r"only 4 GP tests .* Pass test_interval=8 "):
-        keras_autowu.AutoWUScheduler(34, 10)
+    """10 epochs with a test per epoch leave 4 tests for 3 positives in a row: say so.
+    The default, test_interval="auto", fits 20 in."""
+    with pytest.warns(UserWarning, match=r"only 4 GP tests fall .* Pass test_interval=8 \(test_interval='auto'\)"):
+        keras_autowu.AutoWUScheduler(34, 10, test_interval="epoch")
+    with pytest.warns(UserWarning, match=r"only 1 GP test falls within"):
+        keras_autowu.AutoWUScheduler(10, 4, test_interval="epoch")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        assert keras_autowu.AutoWUScheduler(34, 10).test_interval == 8
         keras_autowu.AutoWUScheduler(34, 10, test_interval=8)
-        keras_autowu.AutoWUScheduler(34, 60)
+        keras_autowu.AutoWUScheduler(34, 60, test_interval="epoch")
 
 
 def test_run_length_arguments_are_checked_at_construction():

@@ -1,5 +1,6 @@
 """A run interrupted at any step resumes with the AutoWU state of its last backup."""
 
+import json
 import warnings
 
 import numpy as np
@@ -151,7 +152,7 @@ def test_scheduler_state_round_trip():
         losses.append(loss(original.learning_rate))
         original.step(losses[-1])
     restored = keras_autowu.AutoWUScheduler(50, 40, verbose=0)
-    restored.set_state(original.get_state())
+    restored.set_state(json.loads(json.dumps(original.get_state())))  # plain values, as documented
     assert restored.steps_done == original.steps_done == 1000
     assert [t.step for t in restored.tests] == [t.step for t in original.tests]
     assert restored.switch.step == original.switch.step

@@ -26,14 +26,14 @@ def parabola_labels():
 
 
 @functools.lru_cache(maxsize=None)  # the single-step run is the reference for every case
-def fit(steps_per_execution, jit_compile=False):
+def fit(steps_per_execution, jit_compile=False, test_interval=STEPS_PER_EPOCH):
     y_all = parabola_labels()
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     optimizer = keras.optimizers.SGD()
     metric, trace = learning_rate_trace(optimizer, STEPS_PER_EPOCH * EPOCHS)
     model.compile(optimizer=optimizer, loss=label_mean, metrics=[metric],
                   steps_per_execution=steps_per_execution, jit_compile=jit_compile)
-    autowu = keras_autowu.AutoWU(max_warmup_fraction=0.9, verbose=0)
+    autowu = keras_autowu.AutoWU(max_warmup_fraction=0.9, test_interval=test_interval, verbose=0)
     dataset = tf.data.Dataset.from_tensor_slices((np.zeros((y_all.size, 2), "float32"), y_all)).batch(BATCH)
     dataset = dataset.take(STEPS_PER_EPOCH * EPOCHS)
     model.fit(dataset.repeat(), steps_per_epoch=STEPS_PER_EPOCH, epochs=EPOCHS, callbacks=[autowu], verbose=0)
@@ -51,3 +51,23 @@ def test_switch_and_learning_rates_do_not_depend_on_steps_per_execution(steps_pe
     np.testing.assert_array_equal(np.float32(chunked.losses), np.float32(single.losses))
     np.testing.assert_allclose(chunked_trace, chunked.learning_rates(), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(chunked_trace, single_trace, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("test_interval,expected", [(10, 16), ("auto", 24)])
+def test_a_test_interval_inside_a_chunk_is_rounded_up_to_the_chunk(test_interval, expected):
+    """A test inside a chunk of 8 would take effect only at the chunk's end: the interval
+    becomes a multiple of 8 (a warning says so when the user chose it), and the LR that
+    every step applied is the record's."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scheduler, trace = fit(8, False, test_interval)
+    rounded = [str(w.message) for w in caught if "rounded up" in str(w.message)]
+    assert scheduler.test_interval == expected
+    assert len(rounded) == (test_interval != "auto")
+    if rounded:
+        assert "test_interval=10 (10 steps) rounded up to 16 steps, a multiple of steps_per_execution=8" in rounded[0]
+        assert [w.filename for w in caught if "rounded up" in str(w.message)] == [__file__]  # at the fit() call
+    assert scheduler.switch is not None
+    np.testing.assert_allclose(trace, scheduler.learning_rates(), rtol=1e-6, atol=1e-9)

@@ -1,0 +1,132 @@
+"""How far the training loss has come, interval by interval: progress, rise, divergence.
+
+AutoWU looks at the loss twice at every test boundary, in the warmup and after it:
+
+- **Has it made real progress, and then turned?** A GP test can be statistically sure
+  of a rise that is a wiggle on a plateau: batch-to-batch variation while the learning
+  rate is still tiny, or a periodic pattern when the batches come in the same order
+  every epoch. A positive test therefore also needs the loss to have fallen from where
+  it started by `min_progress` of its starting level, and the last interval's mean to
+  have risen above the best by `min_rise` of that progress. Interval means cancel a
+  pattern whose period divides the interval, such as the batch order of an epoch.
+- **Has it diverged?** A non-finite loss, or an interval's mean loss that has lost half
+  the progress from the first interval to the best, by more than ten standard errors of
+  batch noise: the loss blew up, or the network died back to its starting loss.
+- **Are the weights at its end healthy?** A network can die within one interval while
+  the interval's mean still looks fine; a snapshot of its weights is then worthless.
+  So an interval is healthy only when the mean of its last quarter has not risen either.
+
+A pure function of the recorded losses, so that a replay makes the same calls.
+"""
+
+import collections
+import math
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+# An interval has risen (diverged) when its mean has lost this share of the progress
+# from the first interval to the best...
+DIVERGENCE_RISE = 0.5
+# ...by more than this many standard errors of an interval's mean: batch noise alone
+# should never count as a divergence.
+DIVERGENCE_NOISE_MARGIN = 10.0
+# An interval shorter than this is judged on the mean of this many latest losses: the
+# mean of two heavy-tailed losses is no measure of progress.
+MIN_WINDOW = 10
+# For Gaussian noise, the median of |x_i - x_j| is 0.954 sigma.
+_MEDIAN_ABS_DIFFERENCE_PER_SIGMA = 0.954
+
+
+class IntervalVerdict(NamedTuple):
+    """What one test interval's losses say."""
+
+    non_finite: Optional[str]  # "the loss of step 12 is nan", or None
+    mean: float  # the interval's mean loss (nan when non-finite)
+    risen: bool  # lost half the progress (see the module docstring)
+    risen_in_a_row: int  # intervals in a row that have risen, this one included
+    tail_risen: bool = False  # the mean of the interval's last quarter has risen
+
+    @property
+    def healthy(self):
+        """The loss is fine up to the interval's end: its weights are worth a snapshot."""
+        return self.non_finite is None and not self.risen and not self.tail_risen
+
+
+class LossProgress:
+    """The per-interval record of one run's loss; see the module docstring."""
+
+    def __init__(self, min_progress, min_rise):
+        self.min_progress = min_progress
+        self.min_rise = min_rise
+        self.interval_means = []
+        self.risen_in_a_row = 0
+        # The median |difference| of successive losses, one per interval: O(intervals).
+        self._interval_noise = []
+        self._last_finite = None
+        self._recent = collections.deque(maxlen=MIN_WINDOW)
+
+    def add_interval(self, first_step, losses):
+        """Records the losses of steps first_step.. (one test interval); returns its verdict."""
+        losses = np.asarray(losses, np.float64)
+        finite = losses[np.isfinite(losses)]
+        if self._last_finite is not None:
+            finite = np.concatenate([[self._last_finite], finite])
+        if finite.size > 1:
+            self._interval_noise.append(float(np.median(np.abs(np.diff(finite)))))
+            self._last_finite = float(finite[-1])
+        elif finite.size:
+            self._last_finite = float(finite[-1])
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+            self.risen_in_a_row = 0
+            self._recent.clear()
+            reason = f"the loss of step {first_step + int(bad[0])} is {losses[bad[0]]}"
+            return IntervalVerdict(reason, math.nan, False, 0)
+        self._recent.extend(losses.tolist())
+        window = losses if losses.size >= MIN_WINDOW else np.asarray(self._recent)
+        mean = float(window.mean())
+        self.interval_means.append(mean)
+        risen = self._has_risen(mean, window.size)
+        tail = window[-max(1, window.size // 4) :]
+        self.risen_in_a_row = self.risen_in_a_row + 1 if risen else 0
+        return IntervalVerdict(None, mean, risen, self.risen_in_a_row, self._has_risen(float(tail.mean()), tail.size))
+
+    def _has_risen(self, mean, count):
+        """Whether a mean of `count` losses has lost half the progress, beyond noise."""
+        first, best = self.interval_means[0], min(self.interval_means)
+        margin = max(DIVERGENCE_RISE * (first - best), DIVERGENCE_NOISE_MARGIN * self.step_noise() / math.sqrt(count))
+        return mean > best + margin
+
+    def forgive(self):
+        """After a roll-back: the risen intervals, and the losses before it, are history."""
+        self.risen_in_a_row = 0
+        self._recent.clear()
+
+    def step_noise(self):
+        """A robust estimate of the per-step loss noise, from successive differences.
+
+        The median ignores a trend and the odd spike.
+        """
+        if not self._interval_noise:
+            return 0.0
+        return float(np.median(self._interval_noise)) / _MEDIAN_ABS_DIFFERENCE_PER_SIGMA
+
+    def progress(self):
+        """(first interval's mean - best interval's mean, last's mean - best's)."""
+        if not self.interval_means:
+            return 0.0, 0.0
+        best = min(self.interval_means)
+        return self.interval_means[0] - best, self.interval_means[-1] - best
+
+    def turned_after_progress(self):
+        """Whether the loss has fallen by min_progress of its start and then risen by
+        min_rise of that fall: what a positive test needs besides the GP's certainty."""
+        if not self.interval_means:
+            return self.min_progress <= 0 and self.min_rise <= 0
+        progress, rise = self.progress()
+        fell = progress > 0 and progress >= self.min_progress * abs(self.interval_means[0])
+        turned = rise >= self.min_rise * progress and (rise > 0 or self.min_rise <= 0)
+        if self.min_progress <= 0 and self.min_rise <= 0:
+            return True  # the reference's test: the GP alone decides
+        return fell and turned

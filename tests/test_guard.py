@@ -1,0 +1,139 @@
+"""After the warmup a guard watches the loss: a divergence is rescued, at most max_rescues times."""
+
+import warnings
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_autowu
+from keras_autowu import weight_snapshot
+from keras_autowu._keras import keras
+from test_callback import learning_rate_trace
+
+STEPS_PER_EPOCH, EPOCHS, INTERVAL = 20, 60, 10  # 1,200 steps, a test every 10
+
+
+def switched_then(trouble_start, trouble_stop, trouble=3.0, seed=0):
+    """Down from 2.3 to 0.3 by step 300, up past the minimum (the switch comes at 330,
+    with a roll-back), then down from 0.25 with `trouble` in trouble_start..trouble_stop-1."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(STEPS_PER_EPOCH * EPOCHS)
+    losses = np.where(t < 300, 2.3 - 2.0 * t / 300, np.minimum(0.3 + 2.0 * (t - 300) / 30, 5.0))
+    losses[330:] = np.linspace(0.25, 0.1, t.size - 330)
+    losses[trouble_start:trouble_stop] = trouble
+    return losses + 0.02 * rng.standard_normal(t.size)
+
+
+def feed(losses, **kwargs):
+    kwargs = {"verbose": 0, "test_interval": INTERVAL, **kwargs}
+    scheduler = keras_autowu.AutoWUScheduler(STEPS_PER_EPOCH, EPOCHS, **kwargs)
+    requests = scheduler.observe(losses)
+    return scheduler, requests
+
+
+def test_a_blow_up_after_the_switch_is_rescued(capsys):
+    """Two risen intervals after the switch: the LR halves from that step on, and the
+    snapshot of the last healthy test is asked for back."""
+    scheduler, requests = feed(switched_then(600, 620), verbose=1)
+    assert scheduler.switch.step == 330
+    [rescue] = scheduler.rescues
+    assert rescue.step == 620 and "rose to" in rescue.reason and rescue.restore_step == 600
+    assert keras_autowu.Request("restore", 600) in requests
+    unrescued, _ = feed(switched_then(600, 620), max_rescues=0)
+    assert unrescued.rescues == []
+    np.testing.assert_allclose(scheduler.learning_rates()[:620], unrescued.learning_rates()[:620], rtol=1e-6)
+    np.testing.assert_allclose(scheduler.learning_rates()[620:], 0.5 * unrescued.learning_rates()[620:], rtol=1e-6)
+    assert rescue.learning_rate == pytest.approx(0.5 * rescue.learning_rate_before)
+    assert "rescue 1 of at most 5 at step 620, in the cooldown phase" in capsys.readouterr().out
+
+
+def test_one_risen_interval_is_not_a_divergence():
+    scheduler, _ = feed(switched_then(600, 607))
+    assert scheduler.rescues == []
+
+
+def test_rescues_are_bounded_then_warned_about_once():
+    """A loss that stays blown up is rescued max_rescues times, then reported once."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scheduler, _ = feed(switched_then(600, 1200), max_rescues=2)
+    assert [r.step for r in scheduler.rescues] == [620, 640]
+    spent = [w for w in caught if "after 2 rescues (max_rescues=2)" in str(w.message)]
+    assert len(spent) == 1 and "diverged again at step 660" in str(spent[0].message)
+
+
+def test_a_network_that_dies_within_an_interval_is_not_snapshotted():
+    """The interval 600..609 ends dead, though its mean has not risen: its end's weights
+    are no snapshot to go back to, so the rescue restores step 600's."""
+    losses = switched_then(607, 1200, trouble=2.3)
+    scheduler, requests = feed(losses, max_rescues=1)
+    snapshots = [r.step for r in requests if r.kind == "snapshot"]
+    assert 600 in snapshots and 610 not in snapshots
+    assert scheduler.rescues[0].restore_step == 600
+
+
+def test_the_rescue_is_replayed_from_the_losses():
+    """set_state re-makes the rescues, so a resumed run continues at the halved LR."""
+    original, _ = feed(switched_then(600, 620))
+    restored = keras_autowu.AutoWUScheduler(STEPS_PER_EPOCH, EPOCHS, test_interval=INTERVAL, verbose=0)
+    restored.set_state(original.get_state())
+    assert restored.rescues == original.rescues
+    np.testing.assert_array_equal(restored.learning_rates(), original.learning_rates())
+
+
+def test_the_warmup_reaching_its_cap_says_so(capsys):
+    """A loss that falls all through the warmup hands the cap's LR on, with a line."""
+    losses = np.linspace(2.3, 0.3, STEPS_PER_EPOCH * EPOCHS)
+    scheduler, _ = feed(losses, verbose=1)
+    assert scheduler.switch is None
+    assert "the warmup reached its cap at step 600 with no switch" in capsys.readouterr().out
+
+
+def step_indexed_fit(losses, epochs, callbacks=(), **autowu_kwargs):
+    """fit() on a one-weight model whose loss at optimizer step i is losses[i], so that a
+    resumed run sees the same losses as an uninterrupted one; returns (autowu, LR trace)."""
+    table = tf.constant(np.asarray(losses, np.float32))
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    optimizer = keras.optimizers.SGD(momentum=0.9)
+
+    def step_loss(y_true, y_pred):
+        step = tf.minimum(tf.cast(optimizer.iterations, tf.int32), len(losses) - 1)
+        return tf.gather(table, step) + 0.0 * tf.reduce_mean(y_pred)
+
+    metric, trace = learning_rate_trace(optimizer, len(losses))
+    model.compile(optimizer=optimizer, loss=step_loss, metrics=[metric])
+    autowu_kwargs = {"verbose": 0, "test_interval": INTERVAL, **autowu_kwargs}
+    autowu = keras_autowu.AutoWU(**autowu_kwargs)
+    x = np.zeros((STEPS_PER_EPOCH, 1), "float32")
+    model.fit(x, x, batch_size=1, epochs=epochs, callbacks=[autowu, *callbacks], verbose=0, shuffle=False)
+    return autowu, trace.numpy()
+
+
+def test_fit_rescues_and_rolls_back(monkeypatch, capsys):
+    """Through model.fit: the callback restores the snapshot the scheduler names, and
+    every step applies the rescued schedule."""
+    restored = []
+    monkeypatch.setattr(weight_snapshot.WeightSnapshot, "restore", lambda self, **kwargs: restored.append(self.step))
+    autowu, trace = step_indexed_fit(switched_then(600, 620), EPOCHS, verbose=1)
+    assert [r.step for r in autowu.scheduler.rescues] == [620]
+    assert len(restored) == 2 and restored[-1] == 600  # the switch's roll-back, then the rescue's
+    np.testing.assert_allclose(trace, autowu.scheduler.learning_rates(), rtol=2e-6, atol=1e-12)
+    assert "rolled back to step 600" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("preempt_at", [610, 640])
+def test_a_run_resumed_around_a_rescue_continues_as_the_uninterrupted_one(tmp_path, preempt_at):
+    """BackupAndRestore, preempted just before or after the rescue at step 620."""
+    from test_resume import Preempted, PreemptAt
+
+    losses = switched_then(600, 620)
+    reference, reference_trace = step_indexed_fit(losses, EPOCHS)
+    backup = lambda: keras.callbacks.BackupAndRestore(str(tmp_path))  # noqa: E731
+    with pytest.raises(Preempted):
+        step_indexed_fit(losses, EPOCHS, [backup(), PreemptAt(preempt_at)])
+    resumed, trace = step_indexed_fit(losses, EPOCHS, [backup()])
+    assert resumed.scheduler.rescues == reference.scheduler.rescues and len(reference.scheduler.rescues) == 1
+    restart = preempt_at // STEPS_PER_EPOCH * STEPS_PER_EPOCH
+    np.testing.assert_allclose(trace[restart:], reference_trace[restart:], rtol=1e-6)

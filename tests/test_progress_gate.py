@@ -1,0 +1,103 @@
+"""No switch before real progress: a sure rise on a plateau is not a passed minimum."""
+
+import numpy as np
+import pytest
+
+import keras_autowu
+from keras_autowu._keras import keras
+
+REFERENCE_TEST = dict(min_progress=0.0, min_rise=0.0)
+STEPS_PER_EPOCH = 47
+
+
+def feed(losses, **kwargs):
+    kwargs.setdefault("verbose", 0)
+    scheduler = keras_autowu.AutoWUScheduler(STEPS_PER_EPOCH, 40, **kwargs)
+    scheduler.observe(losses)
+    return scheduler
+
+
+def flat(steps, seed=0):
+    """A loss that has not moved: chance level with batch noise."""
+    return 2.304 + 0.05 * np.random.default_rng(seed).standard_normal(steps)
+
+
+def periodic(steps, seed=0):
+    """Flat, but the batches come in the same order every epoch, and the last ones of
+    each epoch have a higher loss: a test at each epoch's end sees a rise."""
+    batch = np.arange(steps) % STEPS_PER_EPOCH
+    return flat(steps, seed) + 0.15 * (batch / STEPS_PER_EPOCH) ** 4
+
+
+@pytest.mark.parametrize("stream", [flat, periodic])
+@pytest.mark.parametrize("test_interval", ["epoch", "auto", 10])
+def test_a_loss_that_has_not_moved_never_ends_the_warmup(stream, test_interval):
+    """Over half the longest warmup, at any test interval and for several seeds."""
+    for seed in range(3):
+        scheduler = feed(stream(15 * STEPS_PER_EPOCH, seed), test_interval=test_interval)
+        assert scheduler.switch is None and scheduler.phase == "warmup"
+        assert not any(test.positive for test in scheduler.tests)
+
+
+def test_the_reference_test_does_switch_on_the_periodic_stream():
+    """The GP alone (the reference's test) reads the batch order as a passed minimum:
+    the streams above do catch what the progress rule is for."""
+    switched = [feed(periodic(15 * STEPS_PER_EPOCH, seed), test_interval="epoch", **REFERENCE_TEST).switch
+                for seed in range(3)]
+    assert any(switch is not None for switch in switched)
+
+
+def slow_start(lr, rng):
+    """Flat until lr 1e-3, down to 0.3 at lr 1e-2, then up again."""
+    log_lr = np.log10(max(lr, 1e-9))
+    fall = np.clip((log_lr + 3.0) / 1.0, 0.0, 1.0)
+    rise = 3.0 * max(0.0, log_lr + 2.0) ** 2
+    return 2.3 - 2.0 * fall + rise + 0.05 * rng.standard_normal()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_slow_start_waits_for_the_fall_and_switches_after_the_minimum(seed):
+    """A long flat start does not end the warmup; the minimum after the fall does."""
+    scheduler = keras_autowu.AutoWUScheduler(50, 40, verbose=0)  # lr_t = 1e-5 * 1e5 ** (t / 1000)
+    rng = np.random.default_rng(seed)
+    for _ in range(1000):
+        scheduler.step(slow_start(scheduler.learning_rate, rng))
+    switch = scheduler.switch
+    assert switch is not None
+    assert switch.step > 600  # lr 1e-2 at step 600: the minimum
+    assert not any(test.positive for test in scheduler.tests if test.step <= 400)  # the flat part
+
+
+def test_a_rise_must_be_a_share_of_the_progress():
+    """A fall then a sure but tiny rise (under min_rise of the fall) is not enough."""
+    rng = np.random.default_rng(0)
+    t = np.arange(600)
+    losses = np.where(t < 300, 2.3 - 2.0 * t / 300, 0.3 + 0.05 * (t - 300) / 300) + 0.005 * rng.standard_normal(600)
+    gated = feed(losses, test_interval=10)
+    assert gated.switch is None
+    assert feed(losses, test_interval=10, min_rise=0.01).switch is not None
+
+
+def digits_mlp_first_epochs(epochs, **autowu_kwargs):
+    """The plainest use: an MLP with SGD on 1,500 of the digits, batch 32, seeded."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x, _, y, _ = train_test_split((x / 16.0).astype("float32"), y.astype("int32"), train_size=1500, random_state=42)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((64,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10),
+    ])
+    model.compile(keras.optimizers.SGD(momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    autowu = keras_autowu.AutoWU(total_epochs=40, verbose=0, **autowu_kwargs)
+    model.fit(x, y, batch_size=32, epochs=epochs, callbacks=[autowu], verbose=0, validation_split=0.2)
+    return autowu.scheduler
+
+
+@pytest.mark.parametrize("test_interval", ["epoch", "auto"])
+def test_the_digits_mlp_does_not_switch_on_its_flat_start(test_interval):
+    """The reference's test switches this run (38 steps an epoch) at step 114, at LR 1e-5,
+    while the loss is still at chance; the network then never trains."""
+    scheduler = digits_mlp_first_epochs(7, test_interval=test_interval)
+    assert scheduler.switch is None and scheduler.phase == "warmup"
