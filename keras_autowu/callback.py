@@ -2,11 +2,11 @@
 
 import dataclasses
 import warnings
+import weakref
 
 import numpy as np
-import tensorflow as tf
 
-from keras_autowu import run_variables, schedule, train_step_hook
+from keras_autowu import fit_callbacks, run_variables, schedule, train_step_hook
 from keras_autowu._keras import keras, steps_per_execution
 from keras_autowu._stacklevel import user_stacklevel
 from keras_autowu.config import AutoWUConfig, check_run_length
@@ -75,9 +75,11 @@ class AutoWU(keras.callbacks.Callback):
         self._variables = self._hook = self._snapshot = None
         self._run_started = False
         if self.config.test_interval != "epoch":
-            # Only then does AutoWU need Python between epochs; without a batch hook,
-            # Keras keeps dispatching batches asynchronously.
-            self.on_train_batch_end = self._test_if_due
+            # Tests within epochs: a look at each batch's start, main thread. Keras 3
+            # keeps dispatching batches asynchronously unless a callback has a batch-*end*
+            # hook; tf_keras converts batch logs to NumPy (a sync) unless told not to.
+            self.on_train_batch_begin = self._test_if_due
+            self._supports_tf_logs = True
 
     def build(self, model):
         """Adds AutoWU's state variables to `model.optimizer` before fit() would.
@@ -101,6 +103,9 @@ class AutoWU(keras.callbacks.Callback):
         # Before any callback's on_train_begin, where BackupAndRestore restores.
         if self.model is not None and getattr(self.model, "optimizer", None) is not None:
             self._attach_variables(params)
+            callback_list = fit_callbacks.calling_callback_list()
+            if callback_list is not None:
+                fit_callbacks.arrange(self, callback_list, self.scheduler)
 
     def _attach_variables(self, params):
         steps_per_epoch = self._steps_per_epoch or params.get("steps")
@@ -111,6 +116,7 @@ class AutoWU(keras.callbacks.Callback):
                 "Pass AutoWU(steps_per_epoch=...)."
             )
         total_epochs = self._total_epochs or params.get("epochs")
+        _warn_if_fit_and_run_lengths_differ(params.get("epochs"), total_epochs)
         config = self._config_for(steps_per_epoch, total_epochs)
         self.scheduler = AutoWUScheduler(steps_per_epoch, total_epochs, **dataclasses.asdict(config))
         _check_settable_learning_rate(self.model.optimizer)
@@ -152,16 +158,25 @@ class AutoWU(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if not self._run_started:
             # Here, not in on_train_begin: BackupAndRestore may restore after AutoWU's.
-            self._start_or_resume()
+            self._start_or_resume(epoch)
             self._run_started = True
             self._steps_at_start = self.scheduler.steps_done
         self._steps_at_epoch_start = self.scheduler.steps_done
+        self._iterations_at_epoch_start = int(self.model.optimizer.iterations.numpy())
 
-    def _start_or_resume(self):
+    def _start_or_resume(self, first_epoch):
         losses, offset = self._variables.recorded_losses()
         step = int(self.model.optimizer.iterations.numpy())
         total = self.scheduler.total_steps
-        if offset == run_variables.NO_RUN or losses.size >= total or not 0 <= step - offset < total:
+        # A fit that ended in this process (EarlyStopping, say) left its run unfinished:
+        # a new fit from epoch 0 starts a new run; fit(initial_epoch=...) continues it.
+        ended_here = _FITS_ENDED.get(self.model.optimizer) == offset and first_epoch == 0
+        if offset == run_variables.NO_RUN or losses.size >= total or not 0 <= step - offset < total or ended_here:
+            if ended_here and losses.size < total and self.config.verbose:
+                print(
+                    f"AutoWU: a new run (the last fit ended its run at step {losses.size} of {total}; "
+                    "to continue that run instead, pass fit(initial_epoch=...))."
+                )
             self._variables.start_run(step_offset=step)
             self.scheduler.reset()
         else:
@@ -179,9 +194,10 @@ class AutoWU(keras.callbacks.Callback):
             self._take_snapshot(self.scheduler.steps_done)
 
     def _test_if_due(self, batch, logs=None):
-        # Python's count of the epoch's batches says when a test may be due; only then
-        # is the step counter read (a read waits for the device), and the losses after it.
-        estimate = self._steps_at_epoch_start + batch + 1
+        # Python's count of the epoch's batches says when a test may be due, before the
+        # batch runs; only then is the step counter read (a read waits for the device),
+        # and the losses after it.
+        estimate = self._steps_at_epoch_start + batch
         interval = self.scheduler.test_interval
         if estimate // interval > self.scheduler.steps_done // interval:
             self._sync(self._variables.count())
@@ -194,14 +210,32 @@ class AutoWU(keras.callbacks.Callback):
                 "call self.compute_loss(...). Compute the loss with it, or use "
                 "keras_autowu.AutoWUScheduler in a custom training loop."
             )
+        recorded = self.scheduler.steps_done - self._steps_at_epoch_start
+        updates = int(self.model.optimizer.iterations.numpy()) - self._iterations_at_epoch_start
+        if updates > 0 and recorded >= 2 * updates:
+            raise RuntimeError(
+                f"AutoWU counted {recorded} losses in an epoch of {updates} optimizer steps: this "
+                f"model's train_step calls self.compute_loss(...) {recorded // updates} times a step, "
+                "and AutoWU takes each call for a step. Call it once per step (sum the losses "
+                "first), or use keras_autowu.AutoWUScheduler in a custom training loop."
+            )
         if logs is not None:
-            logs["learning_rate"] = float(tf.convert_to_tensor(self.model.optimizer.learning_rate))
+            # The epoch's last step's: the optimizer's variable may already hold the
+            # next one (Keras's extra step at the end of a dataset of unknown length).
+            last_step = max(self.scheduler.steps_done - 1, 0)
+            logs["learning_rate"] = float(self.scheduler.learning_rates([last_step])[0])
 
     def on_train_end(self, logs=None):
         # The variables stay in the optimizer: a checkpoint saved now must still load
         # into one that AutoWU set up, and Keras's tracking lists only grow.
         train_step_hook.uninstall(self.model)
         self._snapshot = None
+        optimizer = self.model.optimizer
+        _FITS_ENDED[optimizer] = int(self._variables.step_offset.numpy())
+        # The table ends at 0; a model saved now, and trained on without AutoWU, should
+        # not: leave the learning rate the decay started from (rescues included).
+        base = self.scheduler.state.decay_base_lr * schedule.RESCUE_FACTOR ** len(self.scheduler.state.rescue_steps)
+        optimizer.learning_rate.assign(float(base))
 
     def _sync(self, done):
         """Hands the scheduler the losses of the steps since the last sync (up to `done`)."""
@@ -222,7 +256,9 @@ class AutoWU(keras.callbacks.Callback):
         self._variables.set_learning_rates(self.scheduler.learning_rates(np.arange(self.scheduler.total_steps + 1)))
 
     def _take_snapshot(self, step):
-        if self.rollback_on_divergence:
+        # A model built by its first batch (tf_keras: a Sequential without Input) has
+        # no weights to copy before it.
+        if self.rollback_on_divergence and self.model.built:
             self._snapshot = WeightSnapshot(self.model, step, self._variables.refs())
 
     def _roll_back(self, step):
@@ -235,6 +271,29 @@ class AutoWU(keras.callbacks.Callback):
                 f"AutoWU: weights and optimizer state rolled back to step "
                 f"{self._snapshot.step}, the last test with a healthy loss."
             )
+
+
+# Optimizers whose last fit with AutoWU ended in this process -> that run's step offset.
+_FITS_ENDED = weakref.WeakKeyDictionary()
+
+
+def _warn_if_fit_and_run_lengths_differ(fit_epochs, total_epochs):
+    if not fit_epochs or fit_epochs == total_epochs:
+        return
+    if fit_epochs > total_epochs:
+        what = (
+            f"fit(epochs={fit_epochs}) runs past AutoWU's run (total_epochs={total_epochs}): "
+            f"its last {fit_epochs - total_epochs} epochs train at learning rate 0. Pass "
+            f"AutoWU(total_epochs={fit_epochs}), or leave total_epochs to fit."
+        )
+    else:
+        what = (
+            f"fit(epochs={fit_epochs}) ends at epoch {fit_epochs} of AutoWU's {total_epochs}-epoch "
+            "run (total_epochs): the learning rate is still mid-schedule there. Continue with "
+            f"fit(initial_epoch={fit_epochs}, epochs={total_epochs}), or pass "
+            f"AutoWU(total_epochs={fit_epochs})."
+        )
+    warnings.warn(f"AutoWU: {what}", UserWarning, stacklevel=user_stacklevel())
 
 
 def _check_settable_learning_rate(optimizer):

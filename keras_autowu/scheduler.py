@@ -402,6 +402,8 @@ class AutoWUScheduler:
         if reason is None:
             self._snapshot_if_best(step, verdict)
             return
+        if step >= self.total_steps:
+            return  # the run is over: nothing left to rescue
         if len(self.rescues) >= self.config.max_rescues:
             self._warn_rescues_spent(step, reason)
             return
@@ -422,9 +424,12 @@ class AutoWUScheduler:
 
     def _warn_rescues_spent(self, step, reason):
         if not self._warned_rescues_spent and not self._quiet:
+            spent = (
+                "max_rescues=0 turns the guard off" if not self.config.max_rescues
+                else f"after {len(self.rescues)} rescues (max_rescues={self.config.max_rescues})"
+            )
             warnings.warn(
-                f"AutoWU: the loss diverged again at step {step} ({reason}), after "
-                f"{len(self.rescues)} rescues (max_rescues={self.config.max_rescues}). AutoWU "
+                f"AutoWU: the loss diverged at step {step} ({reason}), {spent}. AutoWU "
                 "keeps its schedule; add keras.callbacks.TerminateOnNaN() to stop such a run "
                 "(this warning is shown once per run).",
                 RuntimeWarning,

@@ -28,22 +28,29 @@ class TrainStepHook:
         self._variables = run_variables.tf_variables()
         self._total_steps = run_variables.total_steps
 
-    def on_step(self, loss, optimizer):
+    def on_step(self, loss, optimizer, batch_size=None):
         """Graph code for one step: record `loss`, set this step's learning rate.
 
         A few small ops, as each costs microseconds on a CPU, a few % of a tiny
         model's step. The run's step is the number of losses recorded, not the
-        optimizer's: Keras 3 may count a step that computed no loss at the end of a
-        dataset of unknown length. Steps past the run's end share its last slots.
+        optimizer's. At the end of a dataset of unknown length Keras runs one more
+        step on no data (Keras 3 every epoch, and it counts it as an optimizer step;
+        tf_keras in the first epoch): its `batch_size` is 0 and its loss NaN, so it
+        is no step of the run. Its NaN goes to the slot the next step overwrites.
+        Steps past the run's end share the run's last slots.
         """
         v = self._variables
         step = tf.minimum(v.steps_recorded, self._total_steps)
         lr = tf.gather(v.learning_rates, step)
         optimizer.learning_rate.assign(tf.cast(lr, optimizer.learning_rate.dtype))
-        loss = _global_mean(tf.reshape(tf.cast(loss, tf.float32), [1]))
+        loss = _global_sum(tf.reshape(tf.cast(loss, tf.float32), [1]))
         # scatter_update, unlike scatter_nd_update, is implemented for mirrored variables.
         v.losses.scatter_update(tf.IndexedSlices(loss, tf.reshape(step, [1])))
-        v.steps_recorded.assign_add(1)
+        if batch_size is None:
+            v.steps_recorded.assign_add(1)
+        else:
+            ran_a_batch = _global_sum(tf.cast(batch_size, tf.float32)) > 0
+            v.steps_recorded.assign_add(tf.cast(ran_a_batch, tf.int64))
 
     def install(self, model):
         """Wraps `model.compute_loss` and makes Keras retrace the train function.
@@ -67,7 +74,9 @@ class TrainStepHook:
         def compute_loss(*args, **kwargs):
             loss = original_compute_loss(*args, **kwargs)
             if tracing_train_step[0]:
-                self.on_step(loss, model.optimizer)
+                # Keras 3 passes y_pred by name, tf_keras third by position.
+                y_pred = kwargs["y_pred"] if "y_pred" in kwargs else (args[2] if len(args) > 2 else None)
+                self.on_step(loss, model.optimizer, _batch_size(y_pred))
             return loss
 
         setattr(model, _ORIGINALS_ATTRIBUTE, (original_compute_loss, original_train_step))
@@ -87,11 +96,19 @@ def uninstall(model, retrace=True):
         model.make_train_function(force=True)
 
 
-def _global_mean(loss):
-    """The mean of the replicas' losses: the loss of the global batch."""
+def _batch_size(y_pred):
+    """The number of rows of the step's (first) prediction, or None if unknown."""
+    flat = tf.nest.flatten(y_pred) if y_pred is not None else []
+    if not flat or not tf.is_tensor(flat[0]) or flat[0].shape.rank == 0:
+        return None
+    return tf.shape(flat[0])[0]
+
+
+def _global_sum(value):
+    """The sum over the replicas. For the loss, the loss of the global batch: Keras 3
+    and Keras 2 both hand back each replica's loss already divided by the number of
+    replicas, so that the gradients sum to the global batch's."""
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
-        return loss
-    # Keras 3 and Keras 2 both hand back each replica's loss already divided by the
-    # number of replicas, so that the gradients sum to the global batch's.
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, loss)
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)

@@ -60,7 +60,7 @@ def test_rescues_are_bounded_then_warned_about_once():
         scheduler, _ = feed(switched_then(600, 1200), max_rescues=2)
     assert [r.step for r in scheduler.rescues] == [620, 640]
     spent = [w for w in caught if "after 2 rescues (max_rescues=2)" in str(w.message)]
-    assert len(spent) == 1 and "diverged again at step 660" in str(spent[0].message)
+    assert len(spent) == 1 and "diverged at step 660" in str(spent[0].message)
 
 
 def test_a_network_that_dies_within_an_interval_is_not_snapshotted():

@@ -1,0 +1,56 @@
+"""What AutoWU checks of the other callbacks of its `fit`, and where it puts itself.
+
+Keras gives a callback no view of the others, but it calls `set_params` from the
+`CallbackList` that holds them all (Keras 3 and tf_keras alike): the caller's frame.
+"""
+
+import math
+import sys
+import warnings
+
+from keras_autowu._keras import keras
+from keras_autowu._stacklevel import user_stacklevel
+
+_LEARNING_RATE_CALLBACKS = (keras.callbacks.ReduceLROnPlateau, keras.callbacks.LearningRateScheduler)
+
+
+def calling_callback_list(depth=2):
+    """The `CallbackList` whose method called our caller, or None."""
+    frame = sys._getframe(depth)
+    owner = frame.f_locals.get("self") if frame is not None else None
+    return owner if isinstance(owner, keras.callbacks.CallbackList) else None
+
+
+def arrange(autowu, callback_list, scheduler):
+    """Raises for a callback that would fight AutoWU over the learning rate, warns for
+    one that would end the fit in the warmup, and moves AutoWU first, so that loggers
+    (CSVLogger, TensorBoard) find the learning rate in the epoch's logs in any order."""
+    others = [c for c in callback_list.callbacks if c is not autowu]
+    for callback in others:
+        if isinstance(callback, _LEARNING_RATE_CALLBACKS):
+            raise ValueError(
+                f"AutoWU sets the learning rate at every step, so {type(callback).__name__} in "
+                "the same fit would change nothing (it would still print that it did). Remove "
+                "it: AutoWU decays the learning rate itself, and "
+                "AutoWU(immediate_cooldown=False, decay_phase_stat='loss') is a "
+                "reduce-on-plateau of its own."
+            )
+        if isinstance(callback, keras.callbacks.EarlyStopping):
+            _warn_if_it_watches_the_warmup(callback, scheduler)
+    callback_list.callbacks.remove(autowu)
+    callback_list.callbacks.insert(0, autowu)
+
+
+def _warn_if_it_watches_the_warmup(early_stopping, scheduler):
+    monitor = str(getattr(early_stopping, "monitor", ""))
+    warmup_epochs = math.ceil(scheduler.plan.max_warmup_steps / scheduler.steps_per_epoch)
+    start = getattr(early_stopping, "start_from_epoch", 0)
+    if monitor.startswith("val_") and start < warmup_epochs:
+        warnings.warn(
+            f"AutoWU: EarlyStopping(monitor={monitor!r}) watches from epoch {start}, but AutoWU's "
+            f"warmup may last until epoch {warmup_epochs}: its rising learning rate raises the "
+            "validation loss, and the fit may stop in the warmup. Pass "
+            f"EarlyStopping(start_from_epoch={warmup_epochs}).",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
