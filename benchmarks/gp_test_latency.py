@@ -2,8 +2,10 @@
 
 Each test subsamples the recorded losses (100 fit points, 500 conditioning points for
 each of the 5 predictions), refits the GP with 100 Adam steps and predicts: exactly
-what AutoWU does at a test. Prints median and p95 per record length, and the number of
-times the compiled function was traced.
+what AutoWU does at a test, on the losses as a `LossRecord` holds them. Prints median
+and p95 per record length (up to 3 million losses: 300 epochs of 10,000 steps), the
+number of times the compiled function was traced, and how long a restart takes to
+replay a run's losses (`AutoWUScheduler.set_state`).
 
     python benchmarks/gp_test_latency.py [--quick]
 """
@@ -18,7 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import keras_autowu  # noqa: E402
 from keras_autowu import gp_minimum, loss_sampling  # noqa: E402
+from keras_autowu.loss_record import LossRecord  # noqa: E402
 
 
 def loss_stream(n, rng):
@@ -29,11 +33,15 @@ def loss_stream(n, rng):
 
 def time_tests(n, repeats, rng):
     state = gp_minimum.initial_gp_state()
-    losses = loss_stream(n, rng)
+    record = LossRecord()
+    record.extend(loss_stream(n, rng))
     seconds = []
     for test_index in range(repeats + 1):
         start = time.perf_counter()
-        inputs = loss_sampling.sample_gp_inputs(losses, 5, seed=0, test_index=test_index)
+        inputs = loss_sampling.sample_gp_inputs(
+            record.values, 5, seed=0, test_index=test_index, finite_indices=record.finite_indices,
+            finite_mean=record.clipped_finite_mean(),
+        )
         inputs = [tf.constant(v, tf.float64) for v in inputs]
         with tf.device("/CPU:0"):
             state, result = gp_minimum.compiled_gp_minimum_test(state, *inputs)
@@ -54,10 +62,18 @@ def main():
     time_tests(500, 0, rng)
     print(f"first call (trace + XLA compile): {time.perf_counter() - start:.2f} s")
     print(f"{'losses':>8} {'median ms':>10} {'p95 ms':>8}")
-    for n in (50, 100, 500, 1000, 2000, 5000, 10000):
+    sizes = (50, 500, 10_000, 100_000) if args.quick else (50, 100, 500, 1000, 2000, 5000, 10_000, 100_000, 500_000, 1_500_000, 3_000_000)
+    for n in sizes:
         ms = time_tests(n, repeats, rng)
         print(f"{n:>8} {np.median(ms):>10.2f} {np.percentile(ms, 95):>8.2f}")
     print(f"traces: {gp_minimum.compiled_gp_minimum_test.experimental_get_tracing_count()}")
+    steps = 100_000 if args.quick else 670_000
+    scheduler = keras_autowu.AutoWUScheduler(10_000, 300, verbose=0)
+    state = {**scheduler.get_state(), "losses": loss_stream(steps, rng).tolist()}
+    start = time.perf_counter()
+    scheduler.set_state(state)
+    print(f"replay of {steps:,} losses ({len(scheduler.tests)} tests, every {scheduler.test_interval} steps): "
+          f"{time.perf_counter() - start:.2f} s")
 
 
 if __name__ == "__main__":

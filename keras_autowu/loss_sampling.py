@@ -35,19 +35,27 @@ def _padded_draw(rng, finite_indices, size):
     return indices, mask
 
 
-def sample_gp_inputs(losses, num_predictions, seed, test_index):
-    """Draws the fit points and one conditioning set per prediction from `losses`."""
+def sample_gp_inputs(losses, num_predictions, seed, test_index, finite_indices=None, ceiling=np.inf, finite_mean=None):
+    """Draws the fit points and one conditioning set per prediction from `losses`.
+
+    Each drawn loss is clipped to `ceiling`. `finite_indices` and `finite_mean` (of the
+    clipped finite losses) are computed when not given; a `LossRecord` keeps both, so
+    that a draw costs the same at any number of losses.
+    """
     losses = np.asarray(losses, np.float64)
     n = losses.size
-    finite_indices = np.flatnonzero(np.isfinite(losses))
+    if finite_indices is None:
+        finite_indices = np.flatnonzero(np.isfinite(losses))
+    if finite_mean is None:
+        finite_mean = float(np.minimum(losses[finite_indices], ceiling).mean())
     rng = np.random.default_rng([seed, test_index])
 
     def draw(size):
         indices, mask = _padded_draw(rng, finite_indices, size)
-        y = np.where(mask > 0, losses[indices], 0.0)
+        y = np.where(mask > 0, np.minimum(losses[indices], ceiling), 0.0)
         return indices / n, y, mask
 
     fit = draw(NUM_FIT_POINTS)
     conditioning = [draw(NUM_CONDITIONING_POINTS) for _ in range(num_predictions)]
     cond_x, cond_y, cond_mask = (np.stack(parts) for parts in zip(*conditioning))
-    return GPInputs(*fit, cond_x, cond_y, cond_mask, float(losses[finite_indices].mean()))
+    return GPInputs(*fit, cond_x, cond_y, cond_mask, finite_mean)

@@ -12,6 +12,7 @@ from keras_autowu import gp_minimum, handover, loss_sampling, schedule
 from keras_autowu._stacklevel import user_stacklevel
 from keras_autowu.config import AutoWUConfig, check_run_length
 from keras_autowu.loss_progress import LossProgress
+from keras_autowu.loss_record import LossRecord
 
 # The reference's reduce-on-plateau (PyTorch's defaults): relative threshold, patience.
 _PLATEAU_THRESHOLD = 1e-4
@@ -220,7 +221,7 @@ class AutoWUScheduler:
         if self._warmup_rounds_to_nothing():
             # Without a single warmup step, min_lr is the only learning rate known to be safe.
             self.state = self.state._replace(decay_base_lr=self.config.min_lr)
-        self.losses = []
+        self.losses = LossRecord()
         self.tests = []
         self.switch: Optional[GPTestRecord] = None
         self.divergence: Optional[Divergence] = None
@@ -289,7 +290,7 @@ class AutoWUScheduler:
             if done < self.plan.max_warmup_steps:
                 boundary = min(boundary, self.plan.max_warmup_steps)
             chunk, losses = losses[: boundary - done], losses[boundary - done :]
-            self.losses.extend(chunk.tolist())
+            self.losses.extend(chunk)
             self.steps_done = done + chunk.size
             if self.steps_done == boundary:
                 self._at_boundary(boundary)
@@ -319,7 +320,7 @@ class AutoWUScheduler:
             "format": _STATE_FORMAT,
             "steps_per_epoch": self.steps_per_epoch,
             "total_epochs": self.total_epochs,
-            "losses": list(self.losses),
+            "losses": self.losses.tolist(),
         }
 
     def set_state(self, state):
@@ -380,15 +381,14 @@ class AutoWUScheduler:
         return (self.plan.max_warmup_steps - 1) // self.test_interval * self.test_interval
 
     def _last_finite_lr(self):
-        finite = np.flatnonzero(np.isfinite(np.asarray(self.losses)))
+        finite = self.losses.finite_indices
         return self.plan.warmup_lr(int(finite[-1])) if finite.size else self.config.min_lr
 
     def _fallback_lr(self):
-        losses = np.asarray(self.losses)
-        finite = np.flatnonzero(np.isfinite(losses))
+        finite = self.losses.finite_indices
         if not finite.size:
             return self.config.min_lr
-        return self.plan.warmup_lr(int(finite[np.argmin(losses[finite])]))
+        return self.plan.warmup_lr(int(finite[np.argmin(self.losses.values[finite])]))
 
     def _guard(self, step, verdict):
         """After the warmup: a divergence is rescued, a healthy interval snapshotted."""
@@ -449,12 +449,20 @@ class AutoWUScheduler:
 
     def _gp_test(self, step):
         """The GP test on the losses of steps 0..step-1."""
-        losses = np.asarray(self.losses[:step])
-        if np.isfinite(losses).sum() < _MIN_FINITE_LOSSES:
+        record = self.losses
+        if record.finite_count(step) < _MIN_FINITE_LOSSES:
             return GPTestRecord(step, np.zeros(0), False, math.nan, None)
-        losses = self._clipped_to_the_start(losses)
+        if math.isinf(record.ceiling):
+            self._clip_to_the_start()
+        whole = step == len(record)  # always, in observe: then the running mean holds
         inputs = loss_sampling.sample_gp_inputs(
-            losses, self.config.num_predictions, self.config.seed, test_index=len(self.tests)
+            record.values[:step],
+            self.config.num_predictions,
+            self.config.seed,
+            test_index=len(self.tests),
+            finite_indices=record.finite_indices[: record.finite_count(step)],
+            ceiling=record.ceiling,
+            finite_mean=record.clipped_finite_mean() if whole else None,
         )
         # Tensors, not Python floats, so that the compiled test never retraces.
         inputs = [tf.constant(value, tf.float64) for value in inputs]
@@ -481,19 +489,17 @@ class AutoWUScheduler:
             loss_turned,
         )
 
-    def _clipped_to_the_start(self, losses):
-        """Losses above the first test interval's highest, clipped to it.
+    def _clip_to_the_start(self):
+        """The GP sees losses above the first test interval's highest as that one.
 
         How far a blown-up loss went (1e13, seen on MNIST-1D with LAMB) says nothing about
         where the minimum is, but it would dominate the GP's fit and put its minimum at
         the warmup's start. NaN and inf are left for the subsampling to drop.
         """
-        first = losses[: self.test_interval]
+        first = self.losses.values[: self.test_interval]
         first = first[np.isfinite(first)]
-        if not first.size:
-            return losses
-        with np.errstate(invalid="ignore"):
-            return np.where(np.isfinite(losses), np.minimum(losses, first.max()), losses)
+        if first.size:
+            self.losses.clip_at(first.max())
 
     def _warmup_lr_at(self, x, lr_now):
         """The warmup's learning rate at x in [0, 1] of the warmup so far; mean over x."""
@@ -556,7 +562,8 @@ class AutoWUScheduler:
     def _update_plateau(self):
         epoch_start = (self.steps_done - 1) // self.steps_per_epoch * self.steps_per_epoch
         start = max(epoch_start, min(self.state.warmup_end, self.steps_done - 1))
-        mean_loss = float(np.nanmean(np.asarray(self.losses[start:]))) if self.losses[start:] else math.nan
+        recent = self.losses.values[start:]
+        mean_loss = float(np.nanmean(recent)) if recent.size else math.nan
         if mean_loss < self._plateau_best * (1.0 - _PLATEAU_THRESHOLD):
             self._plateau_best = mean_loss
             self._plateau_bad_epochs = 0

@@ -45,7 +45,7 @@ def main(output_path):
             dict(
                 switch_step=scheduler.switch and scheduler.switch.step,
                 switch_lr=scheduler.switch and scheduler.switch.lr_at_minimum,
-                losses=scheduler.losses,
+                losses=scheduler.losses.tolist(),
                 learning_rates=scheduler.learning_rates().tolist(),
                 final_optimizer_lr=float(model.optimizer.learning_rate.numpy()),
             ),

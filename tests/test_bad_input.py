@@ -127,8 +127,9 @@ def test_runs_too_short_to_test_warn_and_warm_up_to_the_cap(steps, epochs, kwarg
 def test_few_tests_in_the_warmup_warn_with_a_test_interval_to_use():
     """10 epochs with a test per epoch leave 4 tests for 3 positives in a row: say so.
     The default, test_interval="auto", fits 20 in."""
-    with pytest.warns(UserWarning, match=r"only 4 GP tests fall .* Pass test_interval=8 \(test_interval='auto'\)"):
+    with pytest.warns(UserWarning, match=r"only 4 GP tests fall .* Pass test_interval=8 \(test_interval='auto'\)") as caught:
         keras_autowu.AutoWUScheduler(34, 10, test_interval="epoch")
+    assert caught[0].filename == __file__  # at the caller's line, not keras_autowu's
     with pytest.warns(UserWarning, match=r"only 1 GP test falls within"):
         keras_autowu.AutoWUScheduler(10, 4, test_interval="epoch")
     with warnings.catch_warnings():
