@@ -2,7 +2,7 @@
 Title: No learning rate to choose: AutoWU with LAMB on handwritten digits
 Author: keras-autowu developers
 Date created: 2026/11/22
-Last modified: 2026/11/22
+Last modified: 2026/11/24
 Description: Train a small CNN with LAMB and let AutoWU find the learning rate and its warmup.
 Accelerator: None
 """
@@ -15,7 +15,8 @@ many runs. AutoWU (Kim et al., 2021, https://arxiv.org/abs/2107.05855) finds bot
 during the one run you make: it raises the learning rate exponentially from 1e-5 and
 fits a Gaussian process to the training loss; when the GP is confident that the loss
 has passed its minimum, AutoWU sets the learning rate to where the loss was lowest and
-decays it with a cosine to the end of training.
+decays it with a cosine to the end of training. A guard watches the loss all the way:
+a blow-up is rolled back to the weights of the lowest loss, at a lower rate.
 
 This example trains a small convolutional network on scikit-learn's handwritten digits
 (1,797 8x8 images, shipped with scikit-learn, no download) with the LAMB optimizer,
@@ -116,7 +117,7 @@ fit at the switch.
 scheduler = autowu.scheduler
 switch = scheduler.switch
 if switch is not None:
-    print(f"warmup ended at step {switch.step} of {scheduler.total_steps}, learning rate {switch.lr_at_minimum:.3g}")
+    print(f"warmup ended at step {switch.step} of {scheduler.total_steps}, learning rate {switch.handover_lr:.3g}")
 else:
     print(f"the warmup ran to its cap ({scheduler.plan.max_warmup_steps} steps)")
 print(f"GP tests: {len(scheduler.tests)}, positive: {sum(t.positive for t in scheduler.tests)}")
@@ -132,13 +133,19 @@ Example output (Keras 3.15, TensorFlow 2.21, 2 CPU cores):
 
 ```
 1437 training images, 360 test images
-AutoWU: the loss minimum has passed at step 288 (p=1.000, 3 positive tests in a row); learning rate set to 0.04556, then cosine decay.
-warmup ended at step 288 of 720, learning rate 0.0456
-GP tests: 24, positive: 3
-test accuracy 0.9528, test loss 1.1044
+AutoWU: the warmup diverged at step 312: the mean loss of steps 300..311 rose to 20.86 (best 0.1131); learning rate set to 0.0468 (the GP, gp_minimum), then cosine decay.
+AutoWU: weights and optimizer state rolled back to step 276, the last test with a healthy loss.
+AutoWU: rescue 1 of at most 5 at step 444, in the cooldown phase: the mean loss of steps 432..443 rose to 1.326 (best 0.08262), the second interval in a row. Learning rate halved (0.03556 -> 0.01778) from here on; restore the weights of step 324.
+AutoWU: weights and optimizer state rolled back to step 324, the last test with a healthy loss.
+warmup ended at step 312 of 720, learning rate 0.0468
+GP tests: 26, positive: 3
+test accuracy 0.9889, test loss 0.0523
 plot written to .../autowu_digits.png
 ```
 
-The learning rate AutoWU finds depends on the optimizer: LAMB scales each layer's
-update by its weights' norm, so it tolerates larger rates than SGD.
+LAMB's loss blows up within one test interval past its minimum; AutoWU ends the
+warmup there and rolls back to the weights of the lowest loss. Later the loss starts
+to climb again at the handed-on rate, and the guard halves it: the plot marks the
+rescue. The learning rate AutoWU finds depends on the optimizer: LAMB scales each
+layer's update by its weights' norm, so it tolerates larger rates than SGD.
 """

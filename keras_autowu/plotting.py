@@ -4,7 +4,8 @@ import numpy as np
 
 
 def plot_autowu(scheduler, path, title="AutoWU"):
-    """Draws the run's learning rate and loss, with the GP's fit at the switch.
+    """Draws the run's learning rate and loss, with the GP's fit at the switch and
+    the guard's rescues.
 
     Args:
       scheduler: The `AutoWUScheduler` of the run (`AutoWU(...).scheduler` after fit).
@@ -32,11 +33,14 @@ def plot_autowu(scheduler, path, title="AutoWU"):
         grid = np.linspace(0.0, 1.0, switch.posterior_mean.shape[-1]) * switch.step
         ax_loss.plot(grid, switch.posterior_mean.mean(axis=0), color="C2", lw=2, label="GP mean at the switch")
         ax_lr.annotate(
-            f"switch at step {switch.step}\nlr = {switch.lr_at_minimum:.3g}",
-            (switch.step, switch.lr_at_minimum),
+            f"switch at step {switch.step}\nlr = {switch.handover_lr:.3g}",
+            (switch.step, switch.handover_lr),
             textcoords="offset points",
             xytext=(8, 8),
         )
+    for index, rescue in enumerate(scheduler.rescues):
+        for ax in (ax_lr, ax_loss):
+            ax.axvline(rescue.step, color="C3", ls=":", lw=1.2, label="rescue: LR halved" if ax is ax_loss and not index else None)
     finite = losses[np.isfinite(losses)]
     if finite.size:
         low, high = np.percentile(finite, [0.5, 99.5])
