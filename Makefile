@@ -2,6 +2,7 @@
 # make test: set up .venv and run the tests on Keras 3 and on Keras 2 (tf_keras)
 # make test-compat: the Keras 2 stack (TensorFlow 2.15, tensorflow-addons) in .venv-tf215
 # make bench: every benchmark, then docs/benchmarks.md and its plots (under an hour on 2 cores)
+# make bench-handover: the hand-over LR candidates (section 4 of docs/benchmarks.md)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,11 +10,11 @@ COMPAT_VENV ?= .venv-tf215
 COMPAT_PINS = tensorflow==2.15.1 tensorflow-probability==0.23.0 tf-keras==2.15.1 tensorflow-addons==0.23.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-compat bench
+.PHONY: demo test test-compat bench bench-handover report
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[test,bench]"
 	touch $@
 
 $(COMPAT_VENV)/.installed: pyproject.toml
@@ -32,11 +33,29 @@ test-compat: $(COMPAT_VENV)/.installed
 	$(COMPAT_VENV)/bin/python -m pytest
 
 RESULTS = docs/benchmarks
+CLAIM = $(VENV)/bin/python benchmarks/paper_claim.py --threads 1
+HANDOVER_METHODS = autowu-gp_minimum autowu-gp_minimum/4 autowu-steepest autowu-drop_share tuned@each
 
+# The two data sets run side by side, one thread each (2 cores).
 bench: $(VENV)/.installed
 	mkdir -p $(RESULTS)
 	$(VENV)/bin/python benchmarks/gp_test_latency.py > $(RESULTS)/gp_test_latency.txt
 	$(VENV)/bin/python benchmarks/training_overhead.py > $(RESULTS)/training_overhead.txt
-	$(VENV)/bin/python benchmarks/paper_claim.py --json $(RESULTS)/paper_claim.json > $(RESULTS)/paper_claim.txt
+	$(CLAIM) --data digits --json $(RESULTS)/paper_claim_digits.json > $(RESULTS)/paper_claim_digits.txt & a=$$!; \
+	$(CLAIM) --data mnist1d --json $(RESULTS)/paper_claim_mnist1d.json > $(RESULTS)/paper_claim_mnist1d.txt & b=$$!; \
+	wait $$a && wait $$b
 	cat $(RESULTS)/*.txt
-	$(VENV)/bin/python benchmarks/write_report.py $(RESULTS)/paper_claim.json --out docs
+	$(MAKE) report
+
+bench-handover: $(VENV)/.installed
+	mkdir -p $(RESULTS)
+	$(CLAIM) --data digits --batch-sizes 32 128 512 --seeds 0 1 --no-schedule-free --methods $(HANDOVER_METHODS) \
+		--json $(RESULTS)/handover_digits.json > $(RESULTS)/handover_digits.log & a=$$!; \
+	$(CLAIM) --data mnist1d --batch-sizes 128 512 2048 --seeds 0 1 --no-schedule-free --methods $(HANDOVER_METHODS) \
+		--json $(RESULTS)/handover_mnist1d.json > $(RESULTS)/handover_mnist1d.log & b=$$!; \
+	wait $$a && wait $$b
+	$(MAKE) report
+
+report: $(VENV)/.installed
+	$(VENV)/bin/python benchmarks/write_report.py $(RESULTS)/paper_claim_digits.json $(RESULTS)/paper_claim_mnist1d.json \
+		--handover-json $(wildcard $(RESULTS)/handover_*.json) --out docs

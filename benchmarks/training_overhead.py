@@ -14,16 +14,17 @@ fit, which traces and compiles, is left out, and so is the first repeat (the GP 
 compiles in it). Python's garbage collector is paused while timing: its pauses, up to
 a few hundred ms, would land on either side at random.
 
-AutoWU costs twice: a few ops in every step, and a GP test (with a copy of the weights
-for the roll-back) at the end of each warmup epoch, until the warmup ends. Both tables
-cover a tiny model (the worst case: the least work per step to hide AutoWU's) and a
-small CNN, with steps_per_execution 1 and 32. In the second:
+AutoWU costs twice: a few ops in every step, and, at every test interval (1/20 of
+the longest warmup by default), a GP test in the warmup or the guard's check after it,
+with a copy of the weights when the loss is the lowest so far. Both tables cover a
+tiny model (the worst case: the least work per step to hide AutoWU's) and a small
+CNN, with steps_per_execution 1 and 32. In the second:
 
-- fixed ms, AutoWU ms: median epoch times, over the epochs without a test, and ratio:
-  the median of their paired ratios;
-- test ms: the median extra time of an epoch that ended with a test, and tests: how
-  many epochs of a run did;
-- total: the ratio of whole runs' times (the median over the repeats), tests included.
+- fixed ms, AutoWU ms: median epoch times, and ratio: the median of their paired
+  ratios, over all epochs (tests and checks fall within epochs);
+- GP tests, checks: how many GP tests, and how many checks in all (GP tests and the
+  guard's), a run made;
+- total: the ratio of whole runs' times (the median over the repeats).
 
     python benchmarks/training_overhead.py [--quick]
 """
@@ -152,10 +153,10 @@ def step_microseconds(make_model, x, y, batch_size, steps_per_execution, pairs):
 
 
 def paired_epoch_seconds(make_model, x, y, batch_size, steps_per_execution, epochs):
-    """Epoch times (fixed, AutoWU) and whether AutoWU tested at the epoch's end; the
-    fits alternate epoch by epoch."""
+    """Epoch times (fixed, AutoWU), and AutoWU's GP tests and checks (GP tests and the
+    guard's checks) in the run; the fits alternate epoch by epoch."""
     steps = epochs * (len(x) // batch_size)
-    baton, clocks, errors, test_steps = Baton(), {}, [], []
+    baton, clocks, errors, counts = Baton(), {}, [], []
 
     def fit(who):
         use_autowu = who == 1
@@ -167,7 +168,8 @@ def paired_epoch_seconds(make_model, x, y, batch_size, steps_per_execution, epoc
             model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=[start, *autowu, end],
                       verbose=0, shuffle=False)
             if use_autowu:
-                test_steps.extend(test.step for test in autowu[0].scheduler.tests)
+                scheduler = autowu[0].scheduler
+                counts.append((len(scheduler.tests), scheduler.steps_done // scheduler.test_interval))
         except BaseException as error:  # reported by the main thread
             errors.append(error)
             baton.hand_over(who)
@@ -179,9 +181,7 @@ def paired_epoch_seconds(make_model, x, y, batch_size, steps_per_execution, epoc
         thread.join()
     if errors:
         raise errors[0]
-    steps_per_epoch = len(x) // batch_size
-    tested = np.isin(np.arange(1, epochs + 1) * steps_per_epoch, test_steps)
-    return np.array(clocks[0].seconds), np.array(clocks[1].seconds), tested
+    return np.array(clocks[0].seconds), np.array(clocks[1].seconds), counts[0]
 
 
 def main():
@@ -202,30 +202,26 @@ def main():
             print(f"{kind:<10} {steps_per_execution:>10} {fixed:>9.1f} {autowu:>10.1f} {ratio:>6.3f}")
     print(f"\nPer epoch: whole fits, {epochs} epochs x {repeats} repeats, epochs alternating")
     print(f"{'model':<10} {'steps/exec':>10} {'steps/epoch':>11} {'fixed ms':>9} {'AutoWU ms':>10} "
-          f"{'ratio':>6} {'test ms':>8} {'tests':>6} {'total':>6}")
+          f"{'ratio':>6} {'GP tests':>8} {'checks':>6} {'total':>6}")
     for kind, make_model in models:
         x, y, batch_size = data(kind.split()[0], rng)
         for steps_per_execution in (1, 32):
-            fixed, autowu, tested, totals, tests = [], [], [], [], []
+            fixed, autowu, totals, counts = [], [], [], []
             for repeat in range(repeats + 1):
                 gc.collect()
-                f, a, t = paired_epoch_seconds(make_model, x, y, batch_size, steps_per_execution, epochs)
+                f, a, c = paired_epoch_seconds(make_model, x, y, batch_size, steps_per_execution, epochs)
                 if repeat == 0:
                     continue
-                tests.append(t.sum())
+                counts.append(c)
                 # The first epoch traces and compiles: left out.
-                f, a, t = f[1:], a[1:], t[1:]
-                fixed.append(f)
-                autowu.append(a)
-                tested.append(t)
-                totals.append(a.sum() / f.sum())
-            fixed, autowu, tested = np.concatenate(fixed), np.concatenate(autowu), np.concatenate(tested)
-            plain = ~tested
-            test_ms = 1e3 * np.median(autowu[tested] - fixed[tested]) if tested.any() else float("nan")
+                fixed.append(f[1:])
+                autowu.append(a[1:])
+                totals.append(a[1:].sum() / f[1:].sum())
+            fixed, autowu = np.concatenate(fixed), np.concatenate(autowu)
+            tests, checks = np.mean(counts, axis=0)
             print(f"{kind:<10} {steps_per_execution:>10} {len(x) // batch_size:>11} "
-                  f"{1e3 * np.median(fixed[plain]):>9.1f} {1e3 * np.median(autowu[plain]):>10.1f} "
-                  f"{np.median(autowu[plain] / fixed[plain]):>6.3f} {test_ms:>8.1f} "
-                  f"{np.mean(tests):>6.1f} {np.median(totals):>6.3f}")
+                  f"{1e3 * np.median(fixed):>9.1f} {1e3 * np.median(autowu):>10.1f} "
+                  f"{np.median(autowu / fixed):>6.3f} {tests:>8.1f} {checks:>6.1f} {np.median(totals):>6.3f}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Writes docs/benchmarks.md and its plots from the benchmarks' outputs.
 
-Reads the paper-claim benchmark's JSON, and the printed output of the latency and
-overhead benchmarks from the same folder (`make bench` writes all three).
+Reads the paper-claim benchmark's JSON files (one per data set), the hand-over
+candidates' JSON files when present, and the printed output of the latency and
+overhead benchmarks from the same folder (`make bench` writes them all).
 
-    python benchmarks/write_report.py docs/benchmarks/paper_claim.json [--out docs]
+    python benchmarks/write_report.py docs/benchmarks/paper_claim_*.json [--out docs]
 """
 
 import argparse
@@ -15,105 +16,141 @@ import numpy as np
 from matplotlib.figure import Figure
 
 METHOD_LABELS = {
-    "autowu": "AutoWU (no tuning)",
+    "autowu": "AutoWU (no tuning; default `lr_choice`)",
+    "autowu-paper": "AutoWU with the paper's settings (per-epoch tests, no progress rule, guard or roll-back)",
+    "autowu-gp_minimum": "AutoWU, `lr_choice=\"gp_minimum\"`",
+    "autowu-gp_minimum/4": "AutoWU, `lr_choice=\"gp_minimum/4\"`",
+    "autowu-steepest": "AutoWU, `lr_choice=\"steepest\"`",
+    "autowu-drop_share": "AutoWU, `lr_choice=\"drop_share\"`",
     "tuned@smallest": "warmup+cosine, tuned at the smallest batch, sqrt-scaled",
     "tuned@each": "warmup+cosine, tuned at every batch size",
-    "plateau": "ReduceLROnPlateau from the sqrt-scaled LR",
-    "constant": "constant sqrt-scaled LR",
+    "schedule_free": "ScheduleFreeAdamW at its default LR (0.0025)",
 }
+# How close counts as "matched" (the issue's target), and how low counts as a dead network (10 classes).
+MATCH_POINTS = 0.010
+DEAD_ACCURACY = 0.5
 
 
-def accuracy_table(result):
+def mean_accuracy(method, batch_size):
+    return float(np.mean([r["accuracy"] for r in method["runs"][str(batch_size)]]))
+
+
+def accuracy_table(result, schedule_free=None):
     batch_sizes = result["batch_sizes"]
     lines = [
         "| method | training runs | " + " | ".join(f"batch {b}" for b in batch_sizes) + " |",
         "| --- | --- | " + " | ".join("---" for _ in batch_sizes) + " |",
     ]
-    for name, method in result["methods"].items():
+    rows = list(result["methods"].items()) + ([("schedule_free", schedule_free)] if schedule_free else [])
+    for name, method in rows:
         cells = []
         for b in batch_sizes:
-            accuracies = [run["accuracy"] for run in method["runs"][str(b)]]
-            cells.append(f"{np.mean(accuracies):.3f} ± {np.std(accuracies):.3f}")
-        lines.append(f"| {METHOD_LABELS[name]} | {method['training_runs']} | " + " | ".join(cells) + " |")
+            runs = method["runs"][str(b)]
+            accuracies = [run["accuracy"] for run in runs]
+            dead = sum(a < DEAD_ACCURACY for a in accuracies)
+            cells.append(f"{np.mean(accuracies):.3f} ± {np.std(accuracies):.3f}" + (f" ({dead} dead)" if dead else ""))
+        lines.append(f"| {METHOD_LABELS.get(name, name)} | {method['training_runs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def autowu_table(result):
+def autowu_table(result, name="autowu"):
     lines = [
-        "| batch | AutoWU's LR (mean over seeds) | switch step / run's steps | accuracy per seed | tuned peak LR at this batch |",
-        "| --- | --- | --- | --- | --- |",
+        "| batch | hand-over LR per seed | the GP's minimum per seed | switch step / run's steps | rescues | accuracy per seed | tuned peak LR |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     tuned = result["methods"]["tuned@each"]["peak_lr"]
     for b in result["batch_sizes"]:
-        runs = result["methods"]["autowu"]["runs"][str(b)]
-        switches = ", ".join("cap" if r["switch_step"] is None else str(r["switch_step"]) for r in runs)
+        runs = result["methods"][name]["runs"][str(b)]
+        lrs = ", ".join(f"{r['found_lr']:.3g}" for r in runs)
+        minima = ", ".join("-" if r["gp_minimum_lr"] is None else f"{r['gp_minimum_lr']:.3g}" for r in runs)
+        switches = ", ".join(
+            ("cap" if r["switch_step"] is None else str(r["switch_step"])) + (" (diverged)" if r["diverged_in_warmup"] else "")
+            for r in runs
+        )
+        rescues = ", ".join(str(r["rescues"]) for r in runs)
         accuracies = ", ".join(f"{r['accuracy']:.3f}" for r in runs)
         lines.append(
-            f"| {b} | {np.mean([r['found_lr'] for r in runs]):.4g} | {switches} / {runs[0]['total_steps']} "
-            f"| {accuracies} | {tuned[str(b)]:.4g} |"
+            f"| {b} | {lrs} | {minima} | {switches} / {runs[0]['total_steps']} | {rescues} | {accuracies} | {tuned[str(b)]:.4g} |"
         )
     return "\n".join(lines)
 
 
-# How close counts as "matched", and how low counts as a dead network (10 classes).
-MATCH_POINTS = 0.015
-DEAD_ACCURACY = 0.5
-
-
 def verdict(result):
-    """Where AutoWU matched the per-batch-tuned schedule, how many runs died, and its LR against the tuned one."""
-    methods = result["methods"]
-    matched, lr_ratios = [], {True: [], False: []}  # AutoWU's LR / the tuned peak, by "died"
-    for b in result["batch_sizes"]:
-        runs = methods["autowu"]["runs"][str(b)]
-        tuned = np.mean([r["accuracy"] for r in methods["tuned@each"]["runs"][str(b)]])
-        if np.mean([r["accuracy"] for r in runs]) >= tuned - MATCH_POINTS:
-            matched.append(str(b))
-        for r in runs:
-            lr_ratios[r["accuracy"] < DEAD_ACCURACY].append(r["found_lr"] / methods["tuned@each"]["peak_lr"][str(b)])
-    dead, runs_in_all = len(lr_ratios[True]), len(lr_ratios[True]) + len(lr_ratios[False])
-    if not matched:
-        where = "at no batch size"
-    elif len(matched) == 1:
-        where = f"at batch {matched[0]}"
-    else:
-        where = "at batches " + ", ".join(matched[:-1]) + " and " + matched[-1]
-    return (
-        f"AutoWU's mean accuracy is within {MATCH_POINTS * 100:.1f} points of the schedule tuned at every "
-        f"batch size {where}; {dead} of its {runs_in_all} runs ended below {DEAD_ACCURACY:.0%} accuracy "
-        f"(the network died).{lr_ratio_sentence(lr_ratios)}"
+    """Where AutoWU matched the per-batch-tuned schedule, dead runs, rescues, the largest batch."""
+    methods, batch_sizes = result["methods"], result["batch_sizes"]
+    matched = [b for b in batch_sizes if mean_accuracy(methods["autowu"], b) >= mean_accuracy(methods["tuned@each"], b) - MATCH_POINTS]
+    runs = [r for b in batch_sizes for r in methods["autowu"]["runs"][str(b)]]
+    dead = sum(r["accuracy"] < DEAD_ACCURACY for r in runs)
+    rescued = sum(r["rescues"] > 0 for r in runs)
+    reference_runs = [r for b in batch_sizes for r in methods["autowu-paper"]["runs"][str(b)]] if "autowu-paper" in methods else []
+    largest = batch_sizes[-1]
+    ahead = mean_accuracy(methods["autowu"], largest) - mean_accuracy(methods["tuned@smallest"], largest)
+    where = ", ".join(str(b) for b in matched) if matched else "none"
+    sentence = (
+        f"AutoWU's mean accuracy is within {MATCH_POINTS * 100:.1f} point of the schedule tuned at every batch size "
+        f"at batch sizes: {where} (of {', '.join(map(str, batch_sizes))}). {dead} of its {len(runs)} runs ended below "
+        f"{DEAD_ACCURACY:.0%} accuracy; a rescue fired in {rescued}. At the largest batch it is "
+        f"{abs(ahead) * 100:.1f} points {'ahead of' if ahead >= 0 else 'behind'} the sqrt-scaled baseline."
     )
+    if reference_runs:
+        reference_dead = sum(r["accuracy"] < DEAD_ACCURACY for r in reference_runs)
+        sentence += f" With the paper's settings, {reference_dead} of {len(reference_runs)} runs ended below {DEAD_ACCURACY:.0%}."
+    return sentence
 
 
-def lr_ratio_sentence(lr_ratios):
-    parts = [
-        f"{np.median(lr_ratios[died]):.1f}x in the runs that {'died' if died else 'trained'}"
-        for died in (False, True) if lr_ratios[died]
-    ]
-    return " AutoWU's LR against the tuned peak LR at the same batch: a median of " + " and ".join(parts) + "."
+def handover_table(candidates):
+    """Each lr_choice's mean accuracy, and its mean gap to tuned@each, per data set and optimizer."""
+    names = [n for n in METHOD_LABELS if n.startswith("autowu-") and n != "autowu-paper"]
+    lines = ["| data, optimizer | batch | " + " | ".join(f"`{n.split('-', 1)[1]}`" for n in names) + " | tuned@each |",
+             "| --- | --- | " + " | ".join("---" for _ in names) + " | --- |"]
+    gaps = {n: [] for n in names}
+    dead = {n: 0 for n in names}
+    for data, result in candidates.items():
+        for optimizer, res in result.items():
+            if optimizer in ("schedule_free", "train_samples", "validation_samples"):
+                continue
+            methods = res["methods"]
+            for b in res["batch_sizes"]:
+                tuned = mean_accuracy(methods["tuned@each"], b)
+                cells = []
+                for n in names:
+                    if n not in methods:
+                        cells.append("-")
+                        continue
+                    accuracy = mean_accuracy(methods[n], b)
+                    gaps[n].append(tuned - accuracy)
+                    dead[n] += sum(r["accuracy"] < DEAD_ACCURACY for r in methods[n]["runs"][str(b)])
+                    cells.append(f"{accuracy:.3f}")
+                lines.append(f"| {data}, {optimizer.upper()} | {b} | " + " | ".join(cells) + f" | {tuned:.3f} |")
+    lines.append("| **mean gap to tuned@each (points)** | | " + " | ".join(
+        f"**{100 * np.mean(gaps[n]):.1f}**" if gaps[n] else "-" for n in names) + " | |")
+    lines.append("| **runs below 50 %** | | " + " | ".join(str(dead[n]) for n in names) + " | |")
+    return "\n".join(lines)
 
 
-def plot_accuracy(results, path):
-    fig = Figure(figsize=(9, 3.8))
-    axes = fig.subplots(1, len(results), squeeze=False)[0]
-    for ax, (optimizer, result) in zip(axes, results.items()):
+def plot_accuracy(datasets, path):
+    panels = [(d, o, r) for d, res in datasets.items() for o, r in optimizer_results(res)]
+    fig = Figure(figsize=(4.2 * len(panels), 3.8))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (data, optimizer, result) in zip(axes, panels):
         for name, method in result["methods"].items():
-            means = [np.mean([r["accuracy"] for r in method["runs"][str(b)]]) for b in result["batch_sizes"]]
+            means = [mean_accuracy(method, b) for b in result["batch_sizes"]]
             spreads = [np.std([r["accuracy"] for r in method["runs"][str(b)]]) for b in result["batch_sizes"]]
             ax.errorbar(result["batch_sizes"], means, spreads, label=name, marker="o", capsize=3, lw=2 if name == "autowu" else 1)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("batch size")
         ax.set_ylabel("validation accuracy")
-        ax.set_title(optimizer.upper())
-    axes[0].legend(fontsize=8)
+        ax.set_title(f"{data}, {optimizer.upper()}")
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
 
 
-def plot_found_lr(results, path):
-    fig = Figure(figsize=(9, 3.8))
-    axes = fig.subplots(1, len(results), squeeze=False)[0]
-    for ax, (optimizer, result) in zip(axes, results.items()):
+def plot_found_lr(datasets, path):
+    panels = [(d, o, r) for d, res in datasets.items() for o, r in optimizer_results(res)]
+    fig = Figure(figsize=(4.2 * len(panels), 3.8))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (data, optimizer, result) in zip(axes, panels):
         batch_sizes = np.array(result["batch_sizes"])
         found = [[r["found_lr"] for r in result["methods"]["autowu"]["runs"][str(b)]] for b in batch_sizes]
         for b, lrs in zip(batch_sizes, found):
@@ -128,64 +165,80 @@ def plot_found_lr(results, path):
         ax.set_yscale("log")
         ax.set_xlabel("batch size")
         ax.set_ylabel("learning rate")
-        ax.set_title(optimizer.upper())
-        ax.legend(fontsize=8)
+        ax.set_title(f"{data}, {optimizer.upper()}")
+        ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
 
 
-def plot_runs(results, batch_size, path):
-    """Seed 0's learning rate and loss per step, every method, at one batch size."""
-    fig = Figure(figsize=(9, 6))
-    axes = fig.subplots(2, len(results), squeeze=False, sharex="col")
-    for column, (optimizer, result) in enumerate(results.items()):
+def plot_runs(datasets, path):
+    """Seed 0's learning rate and loss per step, every method, at each panel's middle batch."""
+    panels = [(d, o, r) for d, res in datasets.items() for o, r in optimizer_results(res)]
+    fig = Figure(figsize=(4.2 * len(panels), 6))
+    axes = fig.subplots(2, len(panels), squeeze=False)
+    for column, (data, optimizer, result) in enumerate(panels):
+        batch_size = result["batch_sizes"][len(result["batch_sizes"]) // 2]
         for name, method in result["methods"].items():
             run = method["runs"][str(batch_size)][0]
+            if "learning_rates" not in run:
+                continue
             axes[0, column].plot(run["learning_rates"], label=name, lw=1)
-            losses = np.asarray(run["losses"])
-            smooth = np.convolve(losses, np.ones(10) / 10, mode="valid")
+            smooth = np.convolve(np.asarray(run["losses"]), np.ones(10) / 10, mode="valid")
             axes[1, column].plot(smooth, label=name, lw=1)
         axes[0, column].set_yscale("log")
-        axes[0, column].set_title(f"{optimizer.upper()}, batch {batch_size}")
+        axes[0, column].set_title(f"{data}, {optimizer.upper()}, batch {batch_size}")
         axes[0, column].set_ylabel("learning rate")
         axes[1, column].set_ylabel("training loss (10-step mean)")
         axes[1, column].set_xlabel("step")
         axes[1, column].set_ylim(0, 2.5)
-    axes[0, 0].legend(fontsize=8)
+    axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
+
+
+def optimizer_results(result):
+    return [(k, v) for k, v in result.items() if isinstance(v, dict) and "methods" in v]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("paper_claim_json")
+    parser.add_argument("paper_claim_json", nargs="+")
+    parser.add_argument("--handover-json", nargs="*", default=[])
     parser.add_argument("--out", default="docs")
     parser.add_argument("--machine", default=f"{platform.machine()}, {platform.processor() or 'CPU'}")
     args = parser.parse_args()
-    results = json.loads(pathlib.Path(args.paper_claim_json).read_text())
-    seconds = results.pop("seconds")
+    datasets, minutes = {}, []
+    for path in args.paper_claim_json:
+        results = json.loads(pathlib.Path(path).read_text())
+        minutes.append(results["seconds"] / 60)
+        datasets.update(results["datasets"])
     out = pathlib.Path(args.out)
     (out / "benchmarks").mkdir(parents=True, exist_ok=True)
-    plot_accuracy(results, out / "benchmarks" / "accuracy_vs_batch.png")
-    plot_found_lr(results, out / "benchmarks" / "autowu_lr_vs_batch.png")
-    middle = next(iter(results.values()))["batch_sizes"][len(next(iter(results.values()))["batch_sizes"]) // 2]
-    plot_runs(results, middle, out / "benchmarks" / "schedules_and_losses.png")
+    plot_accuracy(datasets, out / "benchmarks" / "accuracy_vs_batch.png")
+    plot_found_lr(datasets, out / "benchmarks" / "autowu_lr_vs_batch.png")
+    plot_runs(datasets, out / "benchmarks" / "schedules_and_losses.png")
     sections = []
-    for optimizer, result in results.items():
-        sections.append(
-            f"### {optimizer.upper()}\n\nValidation accuracy, mean ± standard deviation over seeds "
-            f"{result['seeds']}, {result['epochs']} epochs at every batch size:\n\n{accuracy_table(result)}\n\n"
-            f"AutoWU's learning rate against the batch size: log-log slope "
-            f"**{result['autowu_lr_slope']:.2f}** (square-root scaling: 0.5).\n\n{autowu_table(result)}\n\n"
-            f"{verdict(result)}\n"
-        )
-    folder = pathlib.Path(args.paper_claim_json).parent
+    for data, result in datasets.items():
+        sections.append(f"### {data} ({result['train_samples']:,} training samples, {result['validation_samples']:,} validation samples)\n")
+        for optimizer, res in optimizer_results(result):
+            sections.append(
+                f"#### {data}, {optimizer.upper()}\n\nValidation accuracy, mean ± standard deviation over seeds "
+                f"{res['seeds']}, {res['epochs']} epochs at every batch size:\n\n"
+                f"{accuracy_table(res, result.get('schedule_free'))}\n\n"
+                f"AutoWU's learning rate against the batch size: log-log slope **{res['autowu_lr_slope']:.2f}** "
+                f"(square-root scaling: 0.5).\n\n{autowu_table(res)}\n\n{verdict(res)}\n"
+            )
+    handover = {}
+    for path in args.handover_json:
+        handover.update(json.loads(pathlib.Path(path).read_text())["datasets"])
+    folder = pathlib.Path(args.paper_claim_json[0]).parent
     printed = {
         name: (folder / f"{name}.txt").read_text().strip() if (folder / f"{name}.txt").exists() else "(not run)"
         for name in ("gp_test_latency", "training_overhead")
     }
     text = TEMPLATE.format(
-        machine=args.machine, minutes=seconds / 60, sections="\n".join(sections), middle=middle, **printed,
+        machine=args.machine, minutes=max(minutes), sections="\n".join(sections),
+        handover=handover_table(handover) if handover else "(run `make bench-handover`)", **printed,
     )
     (out / "benchmarks.md").write_text(text)
     print(f"wrote {out / 'benchmarks.md'} and {out / 'benchmarks'}/*.png")
@@ -193,7 +246,8 @@ def main():
 
 TEMPLATE = """# Benchmarks
 
-Regenerate everything here with `make bench` (under an hour on 2 CPU cores).
+Regenerate everything here with `make bench` (under an hour on 2 CPU cores), and the
+hand-over candidates of section 4 with `make bench-handover` (about 20 minutes).
 Machine: {machine}.
 
 ## 1. The GP test's latency
@@ -214,14 +268,14 @@ places, and the script measures them apart:
 - **Per step**, a few ops in the compiled train step (look up the learning rate,
   record the loss). The first table times the train functions alone, alternating on
   one epoch's worth of steps, 100 pairs: the median of the paired ratios.
-- **Per test**, at the end of each warmup epoch until the warmup ends: the GP test,
-  reading the new losses and copying the weights for the roll-back. The second table
-  alternates two whole `fit` calls epoch by epoch (two threads handing a baton over):
-  the ratio over epochs without a test, the extra milliseconds of an epoch with one,
-  how many tests a run made, and the ratio of whole runs. On this shared 2-core
-  machine an epoch's time moves by a few % from one epoch to the next, so the second
-  table's ratios carry that noise; the first is the precise figure for the per-step
-  cost.
+- **Per test**, at each test interval: the GP test in the warmup, the guard's check
+  after it, reading the new losses and copying the weights for the roll-back. The
+  second table alternates two whole `fit` calls epoch by epoch (two threads handing a
+  baton over): the ratio over epochs without a test, the extra milliseconds of an
+  epoch with one, how many tests a run made, and the ratio of whole runs. On this
+  shared 2-core machine an epoch's time moves by a few % from one epoch to the next,
+  so the second table's ratios carry that noise; the first is the precise figure for
+  the per-step cost.
 
 ```
 {training_overhead}
@@ -229,23 +283,36 @@ places, and the script measures them apart:
 
 ## 3. The paper's claim: AutoWU without tuning against tuned schedules
 
-`python benchmarks/paper_claim.py` ({minutes:.0f} minutes). scikit-learn's digits (1,437
-training images, each also shifted by one pixel right and down; 360 validation
-images), a small CNN, the same epoch budget at every batch size. The baselines'
-peak learning rates come from a grid search (seed 0); "training runs" counts the
-tuning runs plus one run per batch size. AutoWU keeps its defaults but tests every
-1/20 of its longest warmup: per-epoch tests, at most one per epoch of the warmup's
-longest (half the run), are too few for three positives in a row in runs this short.
-"cap": the warmup ran to its longest without a switch.
+`python benchmarks/paper_claim.py --data digits` and `--data mnist1d`, side by side with
+one thread each (the longer took {minutes:.0f} minutes). Two data sets made locally:
+scikit-learn's digits (each training image also shifted by one pixel right and down)
+with a small CNN, and MNIST-1D (`mnist1d.data.make_dataset`, 25,000 samples) with a
+small 1-D CNN; the same 20-epoch budget at every batch size. The baselines' peak
+learning rates come from a grid search (seed 0); "training runs" counts the tuning
+runs plus one run per batch size. AutoWU runs with its defaults, and once more with
+the paper's settings: a test per epoch, the GP alone deciding, no guard after the
+warmup and no roll-back. Keras's ScheduleFreeAdamW is
+evaluated at its training weights, as `fit` leaves them. "cap": the warmup ran to its
+longest without a switch; "diverged": the warmup ended on a diverging loss; "rescues":
+how often the guard halved the learning rate after the warmup.
 
 {sections}
 ![accuracy against batch size](benchmarks/accuracy_vs_batch.png)
 
 ![AutoWU's learning rate against batch size](benchmarks/autowu_lr_vs_batch.png)
 
-Seed 0 at batch {middle}: each method's learning rate and training loss per step.
+Seed 0 at each panel's middle batch size: each method's learning rate and training
+loss per step.
 
 ![schedules and losses](benchmarks/schedules_and_losses.png)
+
+## 4. Choosing the hand-over learning rate
+
+`make bench-handover`: the four `lr_choice` candidates (see
+`keras_autowu/handover.py`) on both data sets, SGD and LAMB, three batch sizes, seeds
+0 and 1, against warmup+cosine tuned at every batch size. Mean validation accuracy:
+
+{handover}
 """
 
 
