@@ -21,13 +21,12 @@ def digits(seed=0):
     return train_test_split((x / 16.0).astype("float32"), y.astype("int32"), test_size=0.2, random_state=seed)
 
 
-def mlp(outputs):
-    return keras.Sequential([
-        keras.Input((64,)),
-        keras.layers.Dense(128, activation="relu"),
-        keras.layers.Dense(128, activation="relu"),
-        keras.layers.Dense(outputs),
-    ])
+def mlp(outputs, hidden_layers=2):
+    return keras.Sequential(
+        [keras.Input((64,))]
+        + [keras.layers.Dense(128, activation="relu") for _ in range(hidden_layers)]
+        + [keras.layers.Dense(outputs)]
+    )
 
 
 def fit(model, optimizer, loss, epochs, seed, target=lambda y: y):
@@ -40,9 +39,10 @@ def fit(model, optimizer, loss, epochs, seed, target=lambda y: y):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_an_mlp_with_sgd_for_20_epochs_trains(seed):
+    """The issue's MLP, 64-128-10; per-epoch tests left it at 0.39 and 0.35."""
     keras.utils.set_random_seed(seed)
     model, x_test, y_test, scheduler = fit(
-        mlp(10), keras.optimizers.SGD(momentum=0.9),
+        mlp(10, hidden_layers=1), keras.optimizers.SGD(momentum=0.9),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True), 20, seed,
     )
     accuracy = np.mean(np.argmax(model.predict(x_test, verbose=0), axis=-1) == y_test)
