@@ -35,9 +35,9 @@ class AutoWU(keras.callbacks.Callback):
       steps_per_epoch: Int or None. Taken from `fit` when None; needed when `fit`
         cannot know it (a dataset of unknown length).
       total_epochs: Int or None. Taken from `fit`'s `epochs` when None.
-      rollback_on_divergence: Bool. When the warmup diverges, ends while its loss has
-        risen, or the guard rescues a diverging run after it, put the weights and the
-        optimizer's slots back to the last test with a healthy loss.
+      rollback_on_divergence: Bool. At the switch, when the warmup diverges, and when
+        the guard rescues a diverging run after it, put the weights and the optimizer's
+        slots back to those of the test interval with the lowest loss.
       **kwargs: The algorithm's arguments (`min_lr`, `max_lr`, `max_warmup_fraction`,
         `warmup_type`, `immediate_cooldown`, `cooldown_fraction`, `cooldown_type`,
         `decay_phase_factor`, `decay_phase_stat`, `confidence`, `patience`,
@@ -233,9 +233,14 @@ class AutoWU(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         _FITS_ENDED[optimizer] = int(self._variables.step_offset.numpy())
         # The table ends at 0; a model saved now, and trained on without AutoWU, should
-        # not: leave the learning rate the decay started from (rescues included).
-        base = self.scheduler.state.decay_base_lr * schedule.RESCUE_FACTOR ** len(self.scheduler.state.rescue_steps)
-        optimizer.learning_rate.assign(float(base))
+        # not: leave the learning rate the decay started from (rescues included), or, in
+        # a fit that ended in the warmup, the last one applied.
+        scheduler = self.scheduler
+        if scheduler.phase == "warmup":
+            usable = scheduler.learning_rates([max(scheduler.steps_done - 1, 0)])[0]
+        else:
+            usable = scheduler.state.decay_base_lr * schedule.RESCUE_FACTOR ** len(scheduler.state.rescue_steps)
+        optimizer.learning_rate.assign(float(usable))
 
     def _sync(self, done):
         """Hands the scheduler the losses of the steps since the last sync (up to `done`)."""
@@ -269,7 +274,7 @@ class AutoWU(keras.callbacks.Callback):
         if self.config.verbose:
             print(
                 f"AutoWU: weights and optimizer state rolled back to step "
-                f"{self._snapshot.step}, the last test with a healthy loss."
+                f"{self._snapshot.step}, the test with the lowest loss so far."
             )
 
 

@@ -122,11 +122,10 @@ class LossProgress:
     def turned_after_progress(self):
         """Whether the loss has fallen by min_progress of its start and then risen by
         min_rise of that fall: what a positive test needs besides the GP's certainty."""
-        if not self.interval_means:
-            return self.min_progress <= 0 and self.min_rise <= 0
-        progress, rise = self.progress()
-        fell = progress > 0 and progress >= self.min_progress * abs(self.interval_means[0])
-        turned = rise >= self.min_rise * progress and (rise > 0 or self.min_rise <= 0)
         if self.min_progress <= 0 and self.min_rise <= 0:
             return True  # the reference's test: the GP alone decides
-        return fell and turned
+        if not self.interval_means:
+            return False
+        progress, rise = self.progress()
+        fell = progress > 0 and progress >= self.min_progress * abs(self.interval_means[0])
+        return fell and rise > 0 and rise >= self.min_rise * progress

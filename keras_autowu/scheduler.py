@@ -102,12 +102,12 @@ class AutoWUScheduler:
     After the warmup a guard keeps watching at every test interval: a non-finite
     loss, or two intervals in a row that lost half the progress, is a divergence, and
     a rescue halves the learning rate from that step on (at most `max_rescues` times)
-    and asks for the last healthy snapshot back.
+    and asks for the snapshot of the lowest loss back.
 
     `observe` returns the `Request`s that the training loop carries out: keep a
-    snapshot of the weights (at each healthy test), or put it back (a divergence, a
-    switch on a risen loss, a rescue). The Keras callback does both; a custom loop
-    does them on its own variables.
+    snapshot of the weights (at each test whose interval has the lowest loss so far),
+    or put it back (the switch, a divergence, a rescue). The Keras callback does both;
+    a custom loop does them on its own variables (`keras_autowu.WeightSnapshot`).
 
     Every decision is a function of the losses alone: `get_state()` is the losses,
     and `set_state()` replays them, so a restored scheduler continues exactly as the
@@ -159,10 +159,9 @@ class AutoWUScheduler:
         loss = train_step(next(batches))
         for request in scheduler.observe([float(loss)]):
             if request.kind == "snapshot":
-                saved = [v.numpy() for v in model.weights + optimizer.variables]
+                snapshot = keras_autowu.WeightSnapshot(model, request.step)
             else:  # "restore"
-                for v, value in zip(model.weights + optimizer.variables, saved):
-                    v.assign(value)
+                snapshot.restore(learning_rate=scheduler.learning_rate)
         optimizer.learning_rate = scheduler.learning_rate
     ```
 

@@ -43,14 +43,15 @@ class TrainStepHook:
         step = tf.minimum(v.steps_recorded, self._total_steps)
         lr = tf.gather(v.learning_rates, step)
         optimizer.learning_rate.assign(tf.cast(lr, optimizer.learning_rate.dtype))
-        loss = _global_sum(tf.reshape(tf.cast(loss, tf.float32), [1]))
+        loss = tf.cast(tf.reshape(loss, []), tf.float32)
+        rows = tf.constant(1.0) if batch_size is None else tf.cast(batch_size, tf.float32)
+        loss, rows = _global_sums(loss, rows)
         # scatter_update, unlike scatter_nd_update, is implemented for mirrored variables.
-        v.losses.scatter_update(tf.IndexedSlices(loss, tf.reshape(step, [1])))
+        v.losses.scatter_update(tf.IndexedSlices(tf.reshape(loss, [1]), tf.reshape(step, [1])))
         if batch_size is None:
             v.steps_recorded.assign_add(1)
         else:
-            ran_a_batch = _global_sum(tf.cast(batch_size, tf.float32)) > 0
-            v.steps_recorded.assign_add(tf.cast(ran_a_batch, tf.int64))
+            v.steps_recorded.assign_add(tf.cast(rows > 0, tf.int64))
 
     def install(self, model):
         """Wraps `model.compute_loss` and makes Keras retrace the train function.
@@ -104,11 +105,14 @@ def _batch_size(y_pred):
     return tf.shape(flat[0])[0]
 
 
-def _global_sum(value):
-    """The sum over the replicas. For the loss, the loss of the global batch: Keras 3
-    and Keras 2 both hand back each replica's loss already divided by the number of
-    replicas, so that the gradients sum to the global batch's."""
+def _global_sums(*values):
+    """The sums of scalars over the replicas, in one all-reduce (as they are on one).
+
+    For the loss, the loss of the global batch: Keras 3 and Keras 2 both hand back
+    each replica's loss already divided by the number of replicas, so that the
+    gradients sum to the global batch's.
+    """
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+        return values
+    return tf.unstack(context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stack(values)))

@@ -102,7 +102,7 @@ def fit_until_blow_up(rollback, epochs=20):
 
 
 def test_blow_up_rolls_back_and_training_recovers(capsys):
-    """Weights and optimizer state go back to the last healthy test; training goes on from there."""
+    """Weights and optimizer state go back to the lowest loss's test; training goes on from there."""
     autowu, model, history = fit_until_blow_up(rollback=True)
     divergence, losses = autowu.scheduler.divergence, np.asarray(autowu.scheduler.losses)
     assert divergence is not None, "the run is meant to blow up"

@@ -111,6 +111,17 @@ def test_after_fit_the_optimizer_keeps_a_usable_learning_rate(tmp_path):
         assert float(np.asarray(loaded.optimizer.learning_rate)) == pytest.approx(kept, rel=1e-6)
 
 
+def test_a_fit_stopped_in_the_warmup_keeps_its_last_learning_rate():
+    """Not the decay's base, which in the warmup is the cap's (about max_lr)."""
+    model, autowu = tiny_classifier(), keras_autowu.AutoWU(verbose=0)
+    stop = keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0)
+    fit(model, [autowu, stop], epochs=8)
+    scheduler = autowu.scheduler
+    assert scheduler.steps_done == 16 and scheduler.phase == "warmup"
+    kept = float(np.asarray(model.optimizer.learning_rate))
+    assert kept == pytest.approx(scheduler.learning_rates([15])[0], rel=1e-6) and kept < 1e-2
+
+
 def test_a_sequential_built_by_its_first_batch_trains():
     """No Input layer: the weights exist only after the first batch (tf_keras crashed)."""
     model = keras.Sequential([keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3)])

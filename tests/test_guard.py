@@ -34,7 +34,7 @@ def feed(losses, **kwargs):
 
 def test_a_blow_up_after_the_switch_is_rescued(capsys):
     """Two risen intervals after the switch: the LR halves from that step on, and the
-    snapshot of the last healthy test is asked for back."""
+    snapshot of the lowest loss (the last test before the trouble) is asked for back."""
     scheduler, requests = feed(switched_then(600, 620), verbose=1)
     assert scheduler.switch.step == 330
     [rescue] = scheduler.rescues
