@@ -25,8 +25,9 @@ _STATE_FORMAT = 1
 
 
 # One call instead of a score of eager ops per step of a custom loop; traced once per
-# plan (the state goes in as tensors).
-_compiled_learning_rate_at = tf.function(schedule.learning_rate_at)
+# plan (the state goes in as tensors), and once more when rescues begin: with
+# reduce_retracing, `rescue_steps` gets a shape of any length.
+_compiled_learning_rate_at = tf.function(schedule.learning_rate_at, reduce_retracing=True)
 
 
 class GPTestRecord(NamedTuple):
@@ -252,7 +253,8 @@ class AutoWUScheduler:
     @property
     def learning_rate(self):
         """The learning rate of the next step."""
-        state = schedule.ScheduleState(*(tf.constant(v) for v in self.state))
+        state = self.state._replace(rescue_steps=tf.constant(self.state.rescue_steps, tf.int64, shape=[len(self.state.rescue_steps)]))
+        state = schedule.ScheduleState(*(tf.constant(v) if not tf.is_tensor(v) else v for v in state))
         return float(_compiled_learning_rate_at(tf.constant(self.steps_done, tf.int64), state, self.plan))
 
     @property
