@@ -134,9 +134,9 @@ Example output (Keras 3.15, TensorFlow 2.21, 2 CPU cores):
 ```
 1437 training images, 360 test images
 AutoWU: the warmup diverged at step 312: the mean loss of steps 300..311 rose to 20.86 (best 0.1131); learning rate set to 0.0468 (the GP, gp_minimum), then cosine decay.
-AutoWU: weights and optimizer state rolled back to step 276, the last test with a healthy loss.
+AutoWU: weights and optimizer state rolled back to step 276, the test with the lowest loss so far.
 AutoWU: rescue 1 of at most 5 at step 444, in the cooldown phase: the mean loss of steps 432..443 rose to 1.326 (best 0.08262), the second interval in a row. Learning rate halved (0.03556 -> 0.01778) from here on; restore the weights of step 324.
-AutoWU: weights and optimizer state rolled back to step 324, the last test with a healthy loss.
+AutoWU: weights and optimizer state rolled back to step 324, the test with the lowest loss so far.
 warmup ended at step 312 of 720, learning rate 0.0468
 GP tests: 26, positive: 3
 test accuracy 0.9889, test loss 0.0523
