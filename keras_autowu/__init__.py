@@ -6,7 +6,7 @@ from keras_autowu.plotting import plot_autowu
 from keras_autowu.scheduler import AutoWUScheduler, GPTestRecord, Request, Rescue
 from keras_autowu.weight_snapshot import WeightSnapshot
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AutoWU",

@@ -3,9 +3,10 @@
 Whatever saves the optimizer saves these with it, at the same moment as the weights:
 keras.callbacks.BackupAndRestore, ModelCheckpoint, `model.save_weights` and
 `tf.train.Checkpoint`. Every AutoWU decision is a function of the recorded losses, so
-the losses and the step they start at are all a restart needs. The learning rate of
-every step of the run is kept here too, as a table that the callback rewrites when a
-test changes the schedule: the train step then looks its learning rate up.
+the losses and the step they start at are all a restart needs: 4 bytes per step of
+the run. The learning rate of every step is kept beside them, as a table that the
+callback rewrites when a test changes the schedule and the train step looks its
+learning rate up in; it follows from the losses, so it is no part of the checkpoint.
 
 Keras 3 saves an optimizer's variables by position and skips the whole optimizer, with
 only a warning, when the count differs from the saved one. So the variables must
@@ -30,8 +31,8 @@ _attached = weakref.WeakKeyDictionary()
 
 
 class RunVariables:
-    """The losses seen so far, in order, the optimizer step the run started at, and
-    the learning rate of each step.
+    """The losses seen so far, in order, the optimizer step the run started at (both
+    saved with the optimizer), and the learning rate of each step (not saved).
 
     Both per-step buffers have `total_steps + 1` slots: the train step writes the
     losses of steps past the run's end into the last one and reads the learning rate
@@ -80,12 +81,14 @@ class RunVariables:
         return {_tf_variable(v).ref() for v in self._all()}
 
 
-_SPECS = (  # name, dtype, initial value
+_SPECS = (  # the saved variables: name, dtype, initial value
     ("autowu_losses", "float32", np.nan),
     ("autowu_steps_recorded", "int64", 0),
     ("autowu_step_offset", "int64", NO_RUN),
-    ("autowu_learning_rates", "float32", 0.0),
 )
+# Optimizer -> {total_steps: its learning-rate table}; outside the optimizer's tracked
+# state, so that no checkpoint holds it.
+_tables = weakref.WeakKeyDictionary()
 
 
 def attach(model, total_steps):
@@ -99,9 +102,20 @@ def attach(model, total_steps):
     if existing is not None:
         return existing
     with model.distribute_strategy.scope():
+        _tables.setdefault(optimizer, {})[total_steps] = _learning_rate_table(total_steps)
         if IS_KERAS_3:
             return _add_keras3_variables(model, optimizer, total_steps)
         return _add_tf_keras_variables(optimizer, total_steps)
+
+
+def _learning_rate_table(total_steps):
+    return tf.Variable(
+        tf.zeros([total_steps + 1], tf.float32),
+        trainable=False,
+        name="autowu_learning_rates",
+        # Every replica writes the same values (the callback, in cross-replica context).
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+    )
 
 
 def find(optimizer, total_steps):
@@ -110,13 +124,14 @@ def find(optimizer, total_steps):
         candidates = _attached.get(optimizer, [])
     else:
         module = getattr(optimizer, _ATTRIBUTE, None)
-        candidates = [] if module is None else [RunVariables(*module.variables_in_order)]
+        table = _tables.get(optimizer, {}).get(total_steps)
+        candidates = [] if module is None or table is None else [RunVariables(*module.variables_in_order, table)]
     matching = [c for c in candidates if c.total_steps == total_steps]
     return matching[-1] if matching else None
 
 
 def _shape(name, total_steps):
-    return (total_steps + 1,) if name in ("autowu_losses", "autowu_learning_rates") else ()
+    return (total_steps + 1,) if name == "autowu_losses" else ()
 
 
 def _add_keras3_variables(model, optimizer, total_steps):
@@ -134,7 +149,8 @@ def _add_keras3_variables(model, optimizer, total_steps):
                 name=name,
             )
             for name, dtype, value in _SPECS
-        )
+        ),
+        _tables[optimizer][total_steps],
     )
     _attached.setdefault(optimizer, []).append(variables)
     return variables
