@@ -3,6 +3,7 @@
 # make test-compat: the Keras 2 stack (TensorFlow 2.15, tensorflow-addons) in .venv-tf215
 # make bench: every benchmark, then docs/benchmarks.md and its plots (under an hour on 2 cores)
 # make bench-handover: the hand-over LR candidates (section 4 of docs/benchmarks.md)
+# make bench-warmup: a higher start for a shorter warmup, at the large batches (section 5)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,7 @@ COMPAT_VENV ?= .venv-tf215
 COMPAT_PINS = tensorflow==2.15.1 tensorflow-probability==0.23.0 tf-keras==2.15.1 tensorflow-addons==0.23.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-compat bench bench-handover report
+.PHONY: demo test test-compat bench bench-handover bench-warmup report
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,8 @@ test-compat: $(COMPAT_VENV)/.installed
 RESULTS = docs/benchmarks
 CLAIM = $(VENV)/bin/python benchmarks/paper_claim.py --threads 1
 HANDOVER_METHODS = autowu-gp_minimum autowu-gp_minimum/4 autowu-steepest autowu-drop_share tuned@each
+# The same 20 steps per decade of learning rate near the hand-over, fewer steps below it.
+WARMUP_METHODS = autowu 'autowu:min_lr=1e-4,max_warmup_fraction=0.4' 'autowu:min_lr=1e-3,max_warmup_fraction=0.3'
 
 # The two data sets run side by side, one thread each (2 cores).
 bench: $(VENV)/.installed
@@ -53,6 +56,15 @@ bench-handover: $(VENV)/.installed
 		--json $(RESULTS)/handover_digits.json > $(RESULTS)/handover_digits.log & a=$$!; \
 	$(CLAIM) --data mnist1d --batch-sizes 128 512 2048 --seeds 0 1 --no-schedule-free --methods $(HANDOVER_METHODS) \
 		--json $(RESULTS)/handover_mnist1d.json > $(RESULTS)/handover_mnist1d.log & b=$$!; \
+	wait $$a && wait $$b
+	$(MAKE) report
+
+bench-warmup: $(VENV)/.installed
+	mkdir -p $(RESULTS)
+	$(CLAIM) --data digits --batch-sizes 128 256 512 --no-schedule-free --methods $(WARMUP_METHODS) \
+		> $(RESULTS)/warmup_start_digits.txt & a=$$!; \
+	$(CLAIM) --data mnist1d --batch-sizes 1024 2048 --no-schedule-free --methods $(WARMUP_METHODS) \
+		> $(RESULTS)/warmup_start_mnist1d.txt & b=$$!; \
 	wait $$a && wait $$b
 	$(MAKE) report
 

@@ -33,6 +33,7 @@ middle batch size) for `benchmarks/write_report.py`.
 """
 
 import argparse
+import ast
 import json
 import os
 import time
@@ -61,11 +62,15 @@ PAPER_SETTINGS = dict(test_interval="epoch", min_progress=0.0, min_rise=0.0, max
 
 
 def autowu_arguments(method):
-    """"autowu": the defaults; "autowu-paper": the paper's settings; "autowu-CHOICE": lr_choice=CHOICE."""
+    """"autowu": the defaults; "autowu-paper": the paper's settings; "autowu-CHOICE":
+    lr_choice=CHOICE; "autowu:NAME=VALUE,...": the defaults but these arguments."""
     if method == "autowu":
         return {}
     if method == "autowu-paper":
         return dict(PAPER_SETTINGS)
+    if method.startswith("autowu:"):
+        pairs = (item.split("=", 1) for item in method.split(":", 1)[1].split(","))
+        return {name: ast.literal_eval(value) for name, value in pairs}
     return {"lr_choice": method.split("-", 1)[1]}
 
 

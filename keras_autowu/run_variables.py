@@ -153,7 +153,37 @@ def _add_keras3_variables(model, optimizer, total_steps):
         _tables[optimizer][total_steps],
     )
     _attached.setdefault(optimizer, []).append(variables)
+    _load_version_0_1_checkpoints(optimizer)
     return variables
+
+
+def _load_version_0_1_checkpoints(optimizer):
+    """Lets a Keras 3 optimizer load a checkpoint of keras-autowu 0.1.0.
+
+    0.1.0 saved a fourth variable after each run's three, its learning-rate table, and
+    Keras 3 skips an optimizer whose saved variables differ in number
+    (`load_own_variables` in keras/src/optimizers/base_optimizer.py). When the saved
+    ones are exactly ours plus one table after each run's `autowu_step_offset`, the
+    tables are dropped; anything else goes to Keras as it is.
+    """
+    if "load_own_variables" in vars(optimizer):
+        return  # already wrapped
+    keras_load = optimizer.load_own_variables
+
+    def load_own_variables(store):
+        saved, index = [], 0
+        for variable in optimizer.variables:
+            saved.append(str(index))
+            index += 2 if variable.name == "autowu_step_offset" else 1
+        old_layout = len(store.keys()) == index != len(optimizer.variables) and all(
+            tuple(store[key].shape) == tuple(variable.shape) for key, variable in zip(saved, optimizer.variables)
+        )
+        if not old_layout:
+            return keras_load(store)
+        for key, variable in zip(saved, optimizer.variables):
+            variable.assign(store[key])
+
+    optimizer.load_own_variables = load_own_variables
 
 
 class _TrackedRunVariables(tf.Module):

@@ -191,3 +191,30 @@ def test_a_checkpoint_costs_4_bytes_per_step(tmp_path):
         sizes.append(sum(f.stat().st_size for f in tmp_path.glob(name + "*")))
     per_step = (sizes[0] - sizes[1]) / (steps_per_epoch * epochs)
     assert 3.9 < per_step < 4.1  # the losses alone, as float32
+
+
+@pytest.mark.skipif(not IS_KERAS_3, reason="tf_keras loads checkpoints by name and ignores the extra table")
+def test_a_version_0_1_checkpoint_still_resumes(tmp_path):
+    """0.1.0 saved a learning-rate table after the run's variables; its losses still load."""
+    keras.utils.set_random_seed(0)
+    old = tiny_classifier("sgd")
+    autowu = keras_autowu.AutoWU(STEPS_PER_EPOCH, EPOCHS, verbose=0)
+    autowu.build(old)
+    losses = np.arange(TOTAL_STEPS + 1, dtype="float32")
+    autowu._variables.losses.assign(losses)
+    autowu._variables.step_offset.assign(7)
+    old.optimizer.add_variable((TOTAL_STEPS + 1,), name="autowu_learning_rates")  # 0.1.0's layout
+    path = str(tmp_path / "old.weights.h5")
+    old.save_weights(path)
+
+    new = tiny_classifier("sgd")
+    resumed = keras_autowu.AutoWU(STEPS_PER_EPOCH, EPOCHS, verbose=0)
+    resumed.build(new)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Keras warns when it skips the optimizer
+        new.load_weights(path)
+    np.testing.assert_array_equal(resumed._variables.losses.numpy(), losses)
+    assert int(resumed._variables.step_offset.numpy()) == 7
+    for saved, loaded in zip(old.optimizer.variables, new.optimizer.variables):
+        if "autowu" not in saved.name:
+            np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
