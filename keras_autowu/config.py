@@ -1,10 +1,10 @@
 """AutoWU's arguments, checked once, at construction."""
 
 import dataclasses
-import math
-import numbers
+import functools
 from typing import Optional, Union
 
+from keras_autowu import checks
 from keras_autowu.handover import LR_CHOICES
 
 WARMUP_TYPES = ("exp", "linear")
@@ -13,37 +13,10 @@ DECAY_PHASE_STATS = (None, "loss")
 TEST_INTERVALS = ("auto", "epoch")
 
 
-def _fail(name, value, requirement):
-    raise ValueError(f"AutoWU expects {requirement}. Received {name}={value!r}")
-
-
-def _check_number(name, value, low=None, high=None, low_open=False, high_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        _fail(name, value, f"`{name}` to be a number")
-    if not math.isfinite(value):
-        _fail(name, value, f"a finite `{name}`")
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        _fail(name, value, f"`{name}` in {left}{lo}, {hi}{right}")
-
-
-def _check_int(name, value, low, allow_none=False):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        _fail(name, value, f"`{name}` to be an integer")
-    if value < low:
-        _fail(name, value, f"`{name}` >= {low}")
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        _fail(name, value, f"`{name}` to be one of {choices}")
+_fail = functools.partial(checks.fail, "AutoWU")
+_check_number = functools.partial(checks.check_number, "AutoWU")
+_check_int = functools.partial(checks.check_int, "AutoWU")
+_check_choice = functools.partial(checks.check_choice, "AutoWU")
 
 
 @dataclasses.dataclass(frozen=True)
