@@ -4,6 +4,7 @@
 # make bench: every benchmark, then docs/benchmarks.md and its plots (under an hour on 2 cores)
 # make bench-handover: the hand-over LR candidates (section 4 of docs/benchmarks.md)
 # make bench-warmup: a higher start for a shorter warmup, at the large batches (section 5)
+# make bench-factor-search: factor search against fixed schedules, its sensitivity and cost (section 6)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ COMPAT_VENV ?= .venv-tf215
 COMPAT_PINS = tensorflow==2.15.1 tensorflow-probability==0.23.0 tf-keras==2.15.1 tensorflow-addons==0.23.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-compat bench bench-handover bench-warmup report
+.PHONY: demo test test-compat bench bench-handover bench-warmup bench-factor-search report
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +67,15 @@ bench-warmup: $(VENV)/.installed
 	$(CLAIM) --data mnist1d --batch-sizes 1024 2048 --no-schedule-free --methods $(WARMUP_METHODS) \
 		> $(RESULTS)/warmup_start_mnist1d.txt & b=$$!; \
 	wait $$a && wait $$b
+	$(MAKE) report
+
+FACTOR_SEARCH = $(VENV)/bin/python benchmarks/factor_search.py
+bench-factor-search: $(VENV)/.installed
+	mkdir -p $(RESULTS)
+	$(FACTOR_SEARCH) --threads 1 --data digits --parts compare sensitivity > $(RESULTS)/factor_search_digits.txt & a=$$!; \
+	$(FACTOR_SEARCH) --threads 1 --data mnist1d --parts compare sensitivity > $(RESULTS)/factor_search_mnist1d.txt & b=$$!; \
+	wait $$a && wait $$b
+	$(FACTOR_SEARCH) --data digits --parts cost > $(RESULTS)/factor_search_cost.txt
 	$(MAKE) report
 
 report: $(VENV)/.installed

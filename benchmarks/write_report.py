@@ -236,6 +236,9 @@ def main():
         name: (folder / f"{name}.txt").read_text().strip() if (folder / f"{name}.txt").exists() else "(not run)"
         for name in ("gp_test_latency", "training_overhead")
     }
+    for name in ("factor_search_digits", "factor_search_mnist1d", "factor_search_cost"):
+        path = folder / f"{name}.txt"
+        printed[name] = path.read_text().strip() if path.exists() else "(run `make bench-factor-search`)"
     warmup = [(folder / f"warmup_start_{d}.txt") for d in ("digits", "mnist1d")]
     printed["warmup_start"] = "\n".join(
         line for path in warmup if path.exists() for line in path.read_text().splitlines()
@@ -341,6 +344,32 @@ rescues). The start at `1e-4` helps digits with SGD at batch 512 and loses on MN
 at batch 2048. No start wins everywhere, so the defaults stay (`min_lr=1e-5`,
 `max_warmup_fraction=0.5`); a run known to be short and on LAMB or Adam may pass the
 higher start.
+
+## 6. Factor search
+
+`make bench-factor-search` (`benchmarks/factor_search.py`). The seed's comparison on
+our data: factor search (updates once per epoch, factors 2, 1, 0.5, "minmax"), probing
+along the optimizer's own update (`direction="update"`, the default) and along the raw
+gradient (`"gradient"`, the seed's), against a constant learning rate and linear,
+cosine and step decay (x0.1 at half and three quarters of the run) from the same
+starting learning rate; AutoWU with its defaults, which needs none. Then the same
+against the starting learning rate (seed 0).
+
+```
+{factor_search_digits}
+```
+
+```
+{factor_search_mnist1d}
+```
+
+The cost: epoch times with one update per epoch against the same fit at a constant
+learning rate, and the peak memory of a fit of a four-million-weight model with and
+without factor search.
+
+```
+{factor_search_cost}
+```
 """
 
 

@@ -1,8 +1,11 @@
-"""AutoWU for Keras: automatic learning-rate warmup and decay for large-batch training."""
+"""Automatic learning-rate schedulers for Keras: AutoWU (warmup and decay) and factor search."""
 
 from keras_autowu.callback import AutoWU
 from keras_autowu.config import AutoWUConfig
-from keras_autowu.plotting import plot_autowu
+from keras_autowu.factor_probe import FactorProbe
+from keras_autowu.factor_search import FactorSearchConfig, FactorSearchScheduler
+from keras_autowu.factor_search_callback import FactorSearch
+from keras_autowu.plotting import plot_autowu, plot_factor_search
 from keras_autowu.scheduler import AutoWUScheduler, GPTestRecord, Request, Rescue
 from keras_autowu.weight_snapshot import WeightSnapshot
 
@@ -12,10 +15,15 @@ __all__ = [
     "AutoWU",
     "AutoWUConfig",
     "AutoWUScheduler",
+    "FactorProbe",
+    "FactorSearch",
+    "FactorSearchConfig",
+    "FactorSearchScheduler",
     "GPTestRecord",
     "Request",
     "Rescue",
     "WeightSnapshot",
     "plot_autowu",
+    "plot_factor_search",
     "__version__",
 ]

@@ -59,6 +59,8 @@ class AutoWU(keras.callbacks.Callback):
     ```
     """
 
+    sets_learning_rate = True  # no other scheduler in the same fit (fit_callbacks)
+
     def __init__(self, steps_per_epoch=None, total_epochs=None, rollback_on_divergence=True, **kwargs):
         super().__init__()
         self.config = AutoWUConfig(**kwargs)

@@ -1,4 +1,5 @@
-"""What AutoWU checks of the other callbacks of its `fit`, and where it puts itself.
+"""What the schedulers' callbacks check of the other callbacks of their `fit`, and
+where they put themselves.
 
 Keras gives a callback no view of the others, but it calls `set_params` from the
 `CallbackList` that holds them all (Keras 3 and tf_keras alike): the caller's frame.
@@ -37,8 +38,27 @@ def arrange(autowu, callback_list, scheduler):
             )
         if isinstance(callback, keras.callbacks.EarlyStopping):
             _warn_if_it_watches_the_warmup(callback, scheduler)
-    callback_list.callbacks.remove(autowu)
-    callback_list.callbacks.insert(0, autowu)
+    refuse_other_schedulers("AutoWU", autowu, callback_list)
+    move_first(autowu, callback_list)
+
+
+def move_first(callback, callback_list):
+    """First in the list, so that loggers (CSVLogger, TensorBoard) find the learning
+    rate it writes into the epoch's logs, in any order the user gave."""
+    callback_list.callbacks.remove(callback)
+    callback_list.callbacks.insert(0, callback)
+
+
+def refuse_other_schedulers(name, callback, callback_list):
+    """A ValueError for another callback that sets the learning rate in the same fit:
+    Keras's, or one of this package's schedulers (they say so with `sets_learning_rate`)."""
+    for other in callback_list.callbacks:
+        if other is not callback and (getattr(other, "sets_learning_rate", False) or isinstance(other, _LEARNING_RATE_CALLBACKS)):
+            raise ValueError(
+                f"{name} sets the learning rate, and so does {type(other).__name__} in the same "
+                "fit: the two would overwrite each other (and it would still print what it "
+                "did). Pass one of them."
+            )
 
 
 def _warn_if_it_watches_the_warmup(early_stopping, scheduler):

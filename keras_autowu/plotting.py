@@ -52,3 +52,44 @@ def plot_autowu(scheduler, path, title="AutoWU"):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return fig
+
+
+def plot_factor_search(scheduler, path, title="Factor search"):
+    """Draws a factor-search run: the learning rate against steps, and at each update
+    the probe batch's loss at the current weights and after each factor's step.
+
+    Args:
+      scheduler: The `FactorSearchScheduler` of the run (`FactorSearch(...).scheduler`).
+      path: Where to save the PNG.
+      title: The figure's title.
+
+    Returns:
+      The matplotlib Figure.
+    """
+    from matplotlib.figure import Figure
+
+    updates = scheduler.updates
+    fig = Figure(figsize=(8, 6))
+    ax_lr, ax_loss = fig.subplots(2, 1, sharex=True)
+    steps = [scheduler.first_step] + [u.step + 1 for u in updates] + [scheduler.total_steps]
+    rates = [updates[0].learning_rate_before if updates else scheduler.learning_rate] + [u.learning_rate for u in updates]
+    ax_lr.step(steps, rates + rates[-1:], where="post", color="C0")
+    ax_lr.set_yscale("log")
+    ax_lr.set_ylabel("learning rate")
+    if updates:
+        at = np.array([u.step for u in updates])
+        ax_loss.plot(at, [u.base_loss for u in updates], color="k", lw=1.5, label="probe batch, current weights")
+        probes = np.array([u.losses for u in updates])
+        for index, factor in enumerate(scheduler.factors):
+            ax_loss.scatter(at, probes[:, index], s=12, color=f"C{index + 1}", label=f"after a step of x{factor:g}")
+        finite = probes[np.isfinite(probes)]
+        if finite.size:
+            low, high = np.percentile(np.concatenate([finite, [u.base_loss for u in updates]]), [0.5, 99.5])
+            ax_loss.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+        ax_loss.legend(loc="upper right", fontsize=8)
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("probe loss")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return fig

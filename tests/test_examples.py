@@ -24,3 +24,15 @@ def test_large_batch_example_runs_a_few_steps(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "1 replica(s), global batch 64" in result.stdout
     assert "test accuracy" in result.stdout and plot.exists()
+
+
+def test_factor_search_example_runs(tmp_path):
+    """The factor-search example trains, prints what it found, and plots."""
+    plot = tmp_path / "fs.png"
+    result = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "factor_search_digits.py"), str(plot), "3"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert result.stdout.count("FactorSearch: step") == 2
+    assert "test accuracy" in result.stdout and plot.exists()

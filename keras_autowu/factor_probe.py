@@ -1,0 +1,189 @@
+"""Factor search's probes, in the graph, with no model copy.
+
+A probe puts the trainable weights at theta + f * d for each factor f, takes the loss
+of the probe batch there, and puts them back exactly (an assignment from a copy, not a
+subtraction, so the weights after a probe are bit-identical to before). The copy of
+the weights is the one extra weight-sized buffer; the seed copies the whole model once
+per factor.
+
+The step d:
+
+- "gradient" (the seed's): d = -lr * g, with g the gradient of the probe batch's loss,
+  computed before the train step;
+- "update": the step the optimizer just took, d = theta_after - theta_before, so it
+  carries the optimizer's own scaling (Adam's moments, LAMB's trust ratio, momentum).
+  theta + f * d is then the optimizer's step at f times the learning rate (exactly
+  for plain SGD, Adam and LAMB, whose steps are linear in the learning rate). Its probe
+  batch is part of the batch the step trained on, as the seed's gradient comes from
+  the probe batch itself.
+
+The probe batch: `probe_batch_size` rows of the update step's batch, chosen by a
+seeded permutation. The loss is the compiled loss function's mean plus the model's
+regularisation losses, with the model called in inference mode (no dropout, no batch
+statistics updated: nothing but the trainable weights moves, and they move back).
+"""
+
+import functools
+
+import tensorflow as tf
+
+from keras_autowu._keras import keras
+
+_ORIGINAL_ATTRIBUTE = "_factor_search_probe_installed"
+
+
+def probe_loss_function(model):
+    """The compiled loss as a function of (y_true, y_pred), or a ValueError."""
+    loss = getattr(model, "loss", None)
+    if isinstance(loss, (list, tuple, dict)):  # also TF's tracking wrappers, shown plain
+        loss = dict(loss) if isinstance(loss, dict) else list(loss)
+    if isinstance(loss, dict) and len(loss) == 1:
+        loss = next(iter(loss.values()))
+    if isinstance(loss, list) and len(loss) == 1:
+        loss = loss[0]
+    if isinstance(loss, str):
+        loss = keras.losses.get(loss)
+    if not callable(loss):
+        raise ValueError(
+            "FactorSearch probes the compiled loss, so it needs one loss function for one "
+            "output: model.compile(loss=...) with a string, function or keras.losses.Loss. "
+            f"Received loss={loss!r}"
+        )
+    return loss
+
+
+def _tf_variable(variable):
+    return variable if isinstance(variable, tf.Variable) else variable.value
+
+
+class FactorProbe:
+    """The probe's variables and graph code for one model; see the module docstring."""
+
+    def __init__(self, model, factors, direction="update", probe_batch_size=32, seed=0):
+        self._model = model
+        self._factors = tuple(float(f) for f in factors)
+        self._direction = direction
+        self._rows = probe_batch_size
+        self._seed = seed
+        self._loss_function = probe_loss_function(model)
+        self._weights = [_tf_variable(w) for w in model.trainable_variables]
+        with tf.init_scope():
+            self._start = [tf.Variable(tf.zeros(w.shape, w.dtype), trainable=False, name="probe_start") for w in self._weights]
+            self.due = tf.Variable(False, trainable=False, name="probe_due")
+            self.losses = tf.Variable(tf.zeros([len(self._factors)]), trainable=False, name="probe_losses")
+            self.base_loss = tf.Variable(0.0, trainable=False, name="probe_base_loss")
+            self._count = tf.Variable(0, dtype=tf.int64, trainable=False, name="probe_count")
+
+    # -- graph code ------------------------------------------------------------------
+
+    def _probe_rows(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        rows = tf.shape(tf.nest.flatten(x)[0])[0]
+        order = tf.argsort(tf.random.stateless_uniform(tf.reshape(rows, [1]), seed=tf.stack([tf.constant(self._seed, tf.int64), self._count])))
+        take = order[: self._rows]
+        pick = functools.partial(tf.gather, indices=take)
+        return tf.nest.map_structure(pick, x), tf.nest.map_structure(pick, y)
+
+    def _loss(self, x, y):
+        y_pred = self._model(x, training=False)
+        loss = tf.reduce_mean(tf.cast(self._loss_function(y, y_pred), tf.float32))
+        regularization = [tf.cast(r, tf.float32) for r in self._model.losses]
+        return loss + tf.add_n(regularization) if regularization else loss
+
+    def _save_start(self):
+        for start, weight in zip(self._start, self._weights):
+            start.assign(weight)
+
+    def _losses_along(self, x, y, origin, position):
+        """The loss at `position(i, f)` (variable i's value at factor f) for each factor,
+        then at `origin` (f = 0). Each value is made as it is assigned, so no step-sized
+        list is kept."""
+        losses = []
+        for f in self._factors:
+            for i, weight in enumerate(self._weights):
+                weight.assign(position(i, tf.cast(f, weight.dtype)))
+            losses.append(self._loss(x, y))
+        for weight, o in zip(self._weights, origin):
+            weight.assign(o)
+        return tf.stack(losses), self._loss(x, y)
+
+    def _gradient_probe(self, data, learning_rate):
+        x, y = self._probe_rows(data)
+        self._save_start()
+        with tf.GradientTape() as tape:
+            loss = self._loss(x, y)
+        gradients = [None if g is None else tf.convert_to_tensor(g) for g in tape.gradient(loss, self._weights)]
+        starts = [s.read_value() for s in self._start]
+
+        def position(i, f):
+            g = gradients[i]
+            return starts[i] if g is None else starts[i] - f * tf.cast(learning_rate, g.dtype) * g
+
+        self._record(*self._losses_along(x, y, starts, position))
+
+    def _update_probe(self, data):
+        x, y = self._probe_rows(data)
+        after = [tf.identity(w) for w in self._weights]
+        starts = [s.read_value() for s in self._start]
+        losses, base = self._losses_along(x, y, starts, lambda i, f: starts[i] + f * (after[i] - starts[i]))
+        for weight, a in zip(self._weights, after):  # the step's own result, bit for bit
+            weight.assign(a)
+        self._record(losses, base)
+
+    def _record(self, losses, base):
+        self.losses.assign(losses)
+        self.base_loss.assign(base)
+        self._count.assign_add(1)
+
+    # -- the train step ----------------------------------------------------------------
+
+    def install(self, model):
+        """Wraps `model.train_step`: on a step with `due` set, probe, then clear `due`."""
+        uninstall(model)
+        original = model.train_step
+
+        @functools.wraps(original)
+        def train_step(data):
+            due = self.due.read_value()
+            learning_rate = model.optimizer.learning_rate
+            if self._direction == "gradient":
+                tf.cond(due, lambda: _then(self._gradient_probe, data, learning_rate), _nothing)
+            else:
+                tf.cond(due, lambda: _then(self._save_start), _nothing)
+            logs = original(data)
+            if self._direction == "update":
+                with tf.control_dependencies(tf.nest.flatten(logs)):
+                    tf.cond(due, lambda: _then(self._update_probe, data), _nothing)
+            self.due.assign(False)
+            return logs
+
+        setattr(model, _ORIGINAL_ATTRIBUTE, True)
+        model.train_step = train_step
+        model.make_train_function(force=True)
+
+    def probe(self, x, y, learning_rate):
+        """A "gradient" probe outside `fit` (custom loops): (losses per factor, the loss
+        at the current weights), as NumPy; the weights come back unchanged."""
+        self._compiled_gradient_probe(x, y, tf.constant(learning_rate, tf.float32))
+        return self.losses.numpy(), float(self.base_loss.numpy())
+
+    @tf.function
+    def _compiled_gradient_probe(self, x, y, learning_rate):
+        self._gradient_probe((x, y), learning_rate)
+
+
+def _then(function, *args):
+    function(*args)
+    return tf.constant(0)
+
+
+def _nothing():
+    return tf.constant(0)
+
+
+def uninstall(model):
+    """Removes the probe's wrapper, if any, and makes Keras retrace without it."""
+    if getattr(model, _ORIGINAL_ATTRIBUTE, False):
+        del model.train_step  # the model's own comes back through its class
+        delattr(model, _ORIGINAL_ATTRIBUTE)
+        model.make_train_function(force=True)

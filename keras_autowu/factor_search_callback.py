@@ -1,0 +1,186 @@
+"""Factor search as a Keras callback: thin glue between `model.fit`,
+`FactorSearchScheduler` (the decisions) and `FactorProbe` (the probes in the graph)."""
+
+import warnings
+
+import tensorflow as tf
+
+from keras_autowu import factor_probe, fit_callbacks
+from keras_autowu._keras import keras, steps_per_execution
+from keras_autowu._stacklevel import user_stacklevel
+from keras_autowu.config import check_run_length
+from keras_autowu.factor_search import FactorSearchConfig, FactorSearchScheduler
+from keras_autowu.weight_snapshot import WeightSnapshot
+
+
+class FactorSearch(keras.callbacks.Callback):
+    """Factor search (Kim & Yu) for `model.fit`: the learning rate moved by probes.
+
+    Every `update_interval` steps (by default at each epoch's start), a probe batch
+    of `probe_batch_size` rows of that step's batch gives the loss after a step of
+    each factor times the learning rate; the learning rate is multiplied by the
+    factors' geometric mean, weighted by exp(-normalised loss). See
+    `FactorSearchScheduler` for the arguments, which this callback takes too, and
+    `keras_autowu/factor_probe.py` for how the probes move the weights and back.
+
+    The run starts from the optimizer's learning rate, or from
+    `initial_learning_rate`. The learning rate lives in the optimizer, so
+    BackupAndRestore and any checkpoint carry it: a resumed fit goes on from it.
+
+    Args:
+      steps_per_epoch, total_epochs: taken from `fit` when None.
+      rollback_on_divergence: when the loss at the current weights is not finite at an
+        update, put back the weights and optimizer slots of the last healthy update.
+      **kwargs: `factors`, `update_interval`, `probe_batch_size`, `normalization`,
+        `direction`, `min_lr`, `max_lr`, `initial_learning_rate`, `seed`, `verbose`.
+
+    Example:
+
+    ```python
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  loss="sparse_categorical_crossentropy")
+    search = keras_autowu.FactorSearch()
+    model.fit(x, y, epochs=20, callbacks=[search])
+    keras_autowu.plot_factor_search(search.scheduler, "factor_search.png")
+    ```
+    """
+
+    sets_learning_rate = True  # no other scheduler in the same fit (fit_callbacks)
+
+    def __init__(self, steps_per_epoch=None, total_epochs=None, rollback_on_divergence=True, **kwargs):
+        super().__init__()
+        self.config = FactorSearchConfig(**kwargs)  # checks the arguments now
+        check_run_length(steps_per_epoch, total_epochs, allow_none=True)
+        if not isinstance(rollback_on_divergence, bool):
+            raise ValueError(
+                "FactorSearch expects `rollback_on_divergence` to be a bool. "
+                f"Received rollback_on_divergence={rollback_on_divergence!r}"
+            )
+        self._kwargs = kwargs
+        self._steps_per_epoch, self._total_epochs = steps_per_epoch, total_epochs
+        self.rollback_on_divergence = rollback_on_divergence
+        self.scheduler = self._probe = self._snapshot = None
+        # Looked at each batch's start only: Keras 3 dispatches batches asynchronously
+        # unless a callback has a batch-end hook; tf_keras converts logs unless told not to.
+        self._supports_tf_logs = True
+
+    def set_params(self, params):
+        super().set_params(params)
+        callback_list = fit_callbacks.calling_callback_list()
+        if callback_list is not None:
+            fit_callbacks.refuse_other_schedulers("FactorSearch", self, callback_list)
+            fit_callbacks.move_first(self, callback_list)
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        _check_optimizer(model.optimizer)
+        strategy = model.distribute_strategy
+        if strategy.num_replicas_in_sync > 1 or type(strategy).__name__ not in ("_DefaultDistributionStrategy", "OneDeviceStrategy"):
+            raise ValueError(
+                "FactorSearch runs on one device for now: its probes move the weights inside "
+                f"the train step, which tf.distribute runs per replica. Received a model under "
+                f"{type(strategy).__name__}."
+            )
+        steps_per_epoch = self._steps_per_epoch or self.params.get("steps")
+        total_epochs = self._total_epochs or self.params.get("epochs")
+        if not steps_per_epoch or not total_epochs:
+            raise ValueError(
+                "FactorSearch needs the run's length, which fit does not know here (a dataset "
+                "of unknown length): pass FactorSearch(steps_per_epoch=..., total_epochs=...). "
+                f"Received steps_per_epoch={steps_per_epoch!r}, total_epochs={total_epochs!r}"
+            )
+        kwargs = dict(self._kwargs)
+        kwargs["update_interval"] = self._aligned_interval(steps_per_epoch)
+        self.scheduler = FactorSearchScheduler(
+            steps_per_epoch, total_epochs, learning_rate=_learning_rate(model.optimizer), **kwargs
+        )
+        self._probe = factor_probe.FactorProbe(
+            model, self.config.factors, self.config.direction, self.config.probe_batch_size, self.config.seed
+        )
+        self._probe.install(model)
+        self._run_start = None
+        self._pending = None
+
+    def _aligned_interval(self, steps_per_epoch):
+        """The update interval, rounded up to a multiple of steps_per_execution, so that
+        each probe falls on the first step of a chunk."""
+        interval = self.config.update_interval
+        chunk = steps_per_execution(self.model)
+        if interval == "epoch" or chunk <= 1 or interval % chunk == 0:
+            return interval
+        aligned = -(-interval // chunk) * chunk
+        warnings.warn(
+            f"FactorSearch: update_interval={interval} rounded up to {aligned} steps, a multiple of "
+            f"steps_per_execution={chunk}, so that each probe runs at its own step.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+        return aligned
+
+    def on_epoch_begin(self, epoch, logs=None):
+        iterations = int(self.model.optimizer.iterations.numpy())
+        if self._run_start is None:
+            self._start_or_resume(epoch, iterations)
+        self._epoch_first_step = iterations - self._run_start
+
+    def _start_or_resume(self, epoch, iterations):
+        scheduler = self.scheduler
+        if epoch == 0:
+            self._run_start = iterations
+            scheduler.reset()
+            _set_learning_rate(self.model.optimizer, scheduler.learning_rate)
+        else:  # BackupAndRestore or fit(initial_epoch=...): go on from the optimizer's LR
+            self._run_start = iterations - epoch * scheduler.steps_per_epoch
+            scheduler.resume(iterations - self._run_start, _learning_rate(self.model.optimizer))
+            if self.config.verbose:
+                print(f"FactorSearch: resuming at step {scheduler.first_step}, learning rate {scheduler.learning_rate:.4g}.")
+        self._snapshot = WeightSnapshot(self.model, scheduler.first_step) if self.model.built else None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._finish_pending_update()
+        step = self._epoch_first_step + batch
+        if self.scheduler.is_update_step(step):
+            self._probe.due.assign(True)
+            self._pending = step
+
+    def _finish_pending_update(self):
+        if self._pending is None:
+            return
+        step, self._pending = self._pending, None
+        losses, base = self._probe.losses.numpy(), float(self._probe.base_loss.numpy())
+        for request in self.scheduler.observe_probe(step, losses, base):
+            if request.kind == "snapshot" and self.rollback_on_divergence:
+                self._snapshot = WeightSnapshot(self.model, step)
+            elif request.kind == "restore" and self.rollback_on_divergence and self._snapshot is not None:
+                self._snapshot.restore(learning_rate=self.scheduler.learning_rate)
+                if self.config.verbose:
+                    print(f"FactorSearch: weights and optimizer state rolled back to step {self._snapshot.step}.")
+        _set_learning_rate(self.model.optimizer, self.scheduler.learning_rate)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._finish_pending_update()
+        if logs is not None:
+            logs["learning_rate"] = self.scheduler.learning_rate
+
+    def on_train_end(self, logs=None):
+        self._finish_pending_update()
+        factor_probe.uninstall(self.model)
+        self._snapshot = None
+
+
+def _check_optimizer(optimizer):
+    schedule_type = getattr(keras.optimizers.schedules, "LearningRateSchedule", ())
+    learning_rate = getattr(optimizer, "_learning_rate", None)
+    if isinstance(learning_rate, schedule_type) or callable(learning_rate) and not hasattr(learning_rate, "assign"):
+        raise ValueError(
+            "FactorSearch sets the learning rate itself: build the optimizer with a float "
+            f"learning rate, not a schedule. Received learning_rate={learning_rate!r}"
+        )
+
+
+def _learning_rate(optimizer):
+    return float(tf.convert_to_tensor(optimizer.learning_rate).numpy())
+
+
+def _set_learning_rate(optimizer, value):
+    optimizer.learning_rate.assign(value)

@@ -1,0 +1,267 @@
+"""Factor search: its decisions by hand, its probes in the graph, and its fits."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_autowu
+from conftest import classification_data, make_optimizer, tiny_classifier
+from keras_autowu._keras import keras
+from keras_autowu.factor_search import FACTOR_LISTS, FactorSearchScheduler
+
+STEPS_PER_EPOCH, EPOCHS = 8, 6
+
+
+def hand_learning_rate(learning_rate, factors, losses, normalization):
+    """The seed's update, written out: normalise, exp(-x), weighted geometric mean."""
+    if normalization == "minmax":
+        low, high = min(losses), max(losses)
+        x = [(v - low) / (high - low) for v in losses]
+    else:
+        mean = sum(losses) / len(losses)
+        std = math.sqrt(sum((v - mean) ** 2 for v in losses) / len(losses))
+        x = [(v - mean) / std for v in losses]
+    scores = [math.exp(-v) for v in x]
+    return learning_rate * math.prod(f ** (s / sum(scores)) for f, s in zip(factors, scores))
+
+
+def quadratic_losses(factors, learning_rate, w=1.0):
+    """L(w) = w**2 after the step -f * lr * L'(w): (w - 2 f lr w)**2."""
+    return [(w - 2 * f * learning_rate * w) ** 2 for f in factors]
+
+
+@pytest.mark.parametrize("size", sorted(FACTOR_LISTS))
+@pytest.mark.parametrize("normalization", ["minmax", "zscore"])
+def test_each_factor_list_and_normalisation_by_hand(size, normalization):
+    factors = FACTOR_LISTS[size]
+    scheduler = FactorSearchScheduler(10, 5, learning_rate=0.1, factors=factors, normalization=normalization, verbose=0)
+    losses = quadratic_losses(factors, 0.1)
+    scheduler.observe_probe(10, losses, base_loss=1.0)
+    expected = hand_learning_rate(0.1, factors, losses, normalization)
+    assert scheduler.learning_rate == pytest.approx(expected, rel=1e-12)
+    assert scheduler.learning_rate != pytest.approx(0.1)  # the probes moved it
+
+
+def test_a_probe_that_is_not_finite_or_blew_up_is_ignored():
+    scheduler = FactorSearchScheduler(10, 5, learning_rate=0.1, verbose=0)
+    scheduler.observe_probe(10, [float("nan"), 1.0, 1.5], base_loss=2.0)
+    ignoring_the_first = 0.1 * hand_learning_rate(1.0, [1.0, 0.5], [1.0, 1.5], "minmax")
+    assert scheduler.learning_rate == pytest.approx(ignoring_the_first)
+    scheduler.observe_probe(20, [100.0, 1.0, 1.5], base_loss=2.0)  # x2 blew up: over 2 * base
+    assert scheduler.updates[-1].scores[0] == 0.0
+    assert scheduler.learning_rate < scheduler.updates[-1].learning_rate_before
+    before = scheduler.learning_rate
+    scheduler.observe_probe(30, [float("inf"), 50.0, 9.0], base_loss=2.0)
+    assert scheduler.updates[-1].kind == "shrink"
+    assert scheduler.learning_rate == pytest.approx(before * 0.5)
+
+
+def test_a_diverged_run_asks_for_its_snapshot_back():
+    scheduler = FactorSearchScheduler(10, 5, learning_rate=0.1, verbose=0)
+    assert [r.kind for r in scheduler.observe_probe(10, [1.0, 2.0, 3.0], 2.0)] == ["snapshot"]
+    assert [r.kind for r in scheduler.observe_probe(20, [np.nan] * 3, float("nan"))] == ["restore"]
+    assert scheduler.learning_rate == pytest.approx(scheduler.updates[0].learning_rate * 0.5)
+
+
+def test_the_learning_rate_stays_within_its_bounds():
+    scheduler = FactorSearchScheduler(10, 50, learning_rate=0.5, max_lr=1.0, min_lr=0.4, verbose=0)
+    for step in range(10, 100, 10):
+        scheduler.observe_probe(step, [0.1, 1.0, 2.0], 1.0)  # x2 always best
+    assert scheduler.learning_rate == 1.0
+    for step in range(100, 200, 10):
+        scheduler.observe_probe(step, [2.0, 1.0, 0.1], 1.0)
+    assert scheduler.learning_rate == 0.4
+
+
+def test_state_round_trip_replays_the_same_learning_rates():
+    rng = np.random.default_rng(0)
+    original = FactorSearchScheduler(10, 20, learning_rate=0.05, verbose=0)
+    for step in range(10, 200, 10):
+        original.observe_probe(step, rng.uniform(0.5, 2.0, 3), 1.0)
+    restored = FactorSearchScheduler(10, 20, learning_rate=1.0, verbose=0)
+    restored.set_state(json.loads(json.dumps(original.get_state())))
+    assert restored.updates == original.updates
+    assert restored.learning_rate == original.learning_rate
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(factors=[]), "factors"),
+        (dict(factors=[2.0, -1.0]), "factors"),
+        (dict(factors=[2.0, 2.0]), "factors"),
+        (dict(factors="2,1"), "factors"),
+        (dict(normalization="l2"), "normalization"),
+        (dict(direction="adam"), "direction"),
+        (dict(update_interval=0), "update_interval"),
+        (dict(update_interval="step"), "update_interval"),
+        (dict(probe_batch_size=0), "probe_batch_size"),
+        (dict(min_lr=1.0, max_lr=0.1), "max_lr"),
+        (dict(initial_learning_rate=-1.0), "initial_learning_rate"),
+        (dict(verbose="yes"), "verbose"),
+    ],
+)
+def test_bad_arguments_are_named_at_construction(kwargs, name):
+    with pytest.raises(ValueError, match=rf"FactorSearch expects .*Received {name}="):
+        keras_autowu.FactorSearch(**kwargs)
+
+
+def quadratic_model(optimizer):
+    """One weight w = 1, no bias; with x = 1 and y = 0 the MSE loss is w**2."""
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")])
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
+
+
+@pytest.mark.parametrize("direction", ["gradient", "update"])
+def test_probe_losses_on_a_known_quadratic(direction):
+    """Plain SGD: both directions step -f * lr * 2w, so the probes are (1 - 2 f lr)**2."""
+    model = quadratic_model(keras.optimizers.SGD(0.1))
+    factors = FACTOR_LISTS[5]
+    probe = keras_autowu.FactorProbe(model, factors, direction=direction, probe_batch_size=4)
+    x, y = np.ones((4, 1), "float32"), np.zeros((4, 1), "float32")
+    probe.install(model)
+    probe.due.assign(True)
+    model.train_on_batch(x, y)
+    # "gradient" probes at w = 1, before the step; "update" around the step's start, w = 1 too.
+    np.testing.assert_allclose(probe.losses.numpy(), quadratic_losses(factors, 0.1), rtol=1e-6)
+    assert float(probe.base_loss.numpy()) == pytest.approx(1.0)
+    assert not probe.due.numpy()
+
+
+@pytest.mark.parametrize("direction", ["gradient", "update"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "lamb"])
+def test_weights_after_a_probe_are_bit_identical(direction, optimizer):
+    """A step with a probe leaves the weights and slots exactly as the same step without."""
+    x, y = classification_data(64)
+    models = []
+    for probed in (True, False):
+        keras.utils.set_random_seed(0)
+        model = tiny_classifier(make_optimizer(optimizer))
+        model.train_on_batch(x[:32], y[:32])  # slots with history
+        if probed:
+            probe = keras_autowu.FactorProbe(model, FACTOR_LISTS[7], direction=direction)
+            probe.install(model)
+            probe.due.assign(True)
+        model.train_on_batch(x[32:], y[32:])
+        models.append(model)
+    assert np.all(np.isfinite(probe.losses.numpy())) and probe.losses.numpy().std() > 0
+    for a, b in zip(models[0].weights, models[1].weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    slots = [m.optimizer.variables() if callable(m.optimizer.variables) else m.optimizer.variables for m in models]
+    assert len(slots[0]) == len(slots[1]) > 1
+    for a, b in zip(*slots):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def fit_with_factor_search(optimizer="sgd", callbacks=(), model=None, initial_epoch=0, steps_per_execution=1, jit_compile=False, **kwargs):
+    if model is None:
+        keras.utils.set_random_seed(0)
+        model = tiny_classifier(optimizer, steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+    search = kwargs.pop("search", None) or keras_autowu.FactorSearch(verbose=0, **kwargs)
+    x, y = classification_data(STEPS_PER_EPOCH * 32)
+    history = model.fit(
+        x, y, batch_size=32, epochs=EPOCHS, initial_epoch=initial_epoch,
+        callbacks=[search, *callbacks], verbose=0, shuffle=False,
+    )
+    return search, model, history
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "lamb"])
+def test_fit_with_any_optimizer(optimizer):
+    search, model, history = fit_with_factor_search(optimizer, initial_learning_rate=0.01)
+    updates = search.scheduler.updates
+    assert [u.step for u in updates] == list(range(STEPS_PER_EPOCH, EPOCHS * STEPS_PER_EPOCH, STEPS_PER_EPOCH))
+    # Epoch 0 runs at the start's; each later one from its first step's update.
+    logged = history.history["learning_rate"]
+    np.testing.assert_allclose(logged, [0.01] + [u.learning_rate for u in updates], rtol=1e-6)
+    applied = float(tf.convert_to_tensor(model.optimizer.learning_rate).numpy())
+    assert applied == pytest.approx(search.scheduler.learning_rate, rel=1e-6)
+    assert len({u.learning_rate for u in updates}) > 1
+
+
+def test_steps_per_execution_and_xla_give_the_same_run():
+    with pytest.warns(UserWarning, match="update_interval=6 rounded up to 8"):
+        chunked, _, _ = fit_with_factor_search(steps_per_execution=4, jit_compile=True, update_interval=6)
+    plain, _, _ = fit_with_factor_search(update_interval=8)
+    assert [u.step for u in chunked.scheduler.updates] == [u.step for u in plain.scheduler.updates]
+    np.testing.assert_allclose(
+        [u.learning_rate for u in chunked.scheduler.updates], [u.learning_rate for u in plain.scheduler.updates], rtol=1e-3  # XLA rounds differently
+    )
+
+
+class Preempted(Exception):
+    pass
+
+
+class PreemptAtEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise Preempted(epoch)
+
+
+def test_backup_and_restore_resumes_with_the_same_learning_rates(tmp_path):
+    reference, _, history = fit_with_factor_search(initial_learning_rate=0.02)
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(Preempted):
+        fit_with_factor_search(callbacks=[backup, PreemptAtEpoch(3)], initial_learning_rate=0.02)
+    resumed, _, resumed_history = fit_with_factor_search(callbacks=[backup], initial_learning_rate=0.02)
+    assert resumed.scheduler.first_step == 3 * STEPS_PER_EPOCH
+    np.testing.assert_allclose(resumed_history.history["learning_rate"], history.history["learning_rate"][3:], rtol=1e-5)
+
+
+def test_tf_distribute_is_refused_with_a_clear_error():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = tiny_classifier()
+    with pytest.raises(ValueError, match="FactorSearch runs on one device for now.*MirroredStrategy"):
+        fit_with_factor_search(model=model)
+
+
+def test_a_model_with_two_losses_is_refused():
+    inputs = keras.Input((8,))
+    outputs = [keras.layers.Dense(3)(inputs), keras.layers.Dense(3)(inputs)]
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=["mse", "mse"])
+    x, _ = classification_data(64)
+    with pytest.raises(ValueError, match=r"FactorSearch probes the compiled loss.*Received loss=\["):
+        model.fit(x, [x[:, :3], x[:, :3]], epochs=2, callbacks=[keras_autowu.FactorSearch(verbose=0)], verbose=0)
+
+
+def test_a_learning_rate_schedule_is_refused():
+    keras.utils.set_random_seed(0)
+    model = tiny_classifier(keras.optimizers.SGD(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)))
+    with pytest.raises(ValueError, match="not a schedule"):
+        fit_with_factor_search(model=model)
+
+
+def test_plot(tmp_path):
+    search, _, _ = fit_with_factor_search()
+    keras_autowu.plot_factor_search(search.scheduler, tmp_path / "fs.png")
+    assert (tmp_path / "fs.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("rival", ["autowu", "plateau"])
+def test_another_learning_rate_callback_in_the_same_fit_is_refused(rival):
+    other = keras_autowu.AutoWU(verbose=0) if rival == "autowu" else keras.callbacks.ReduceLROnPlateau()
+    with pytest.raises(ValueError, match="sets the learning rate, and so does"):
+        fit_with_factor_search(callbacks=[other])
+
+
+def test_a_logger_before_it_still_gets_the_learning_rate(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = tiny_classifier()
+    logger = keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))
+    search = keras_autowu.FactorSearch(verbose=0, initial_learning_rate=0.01)
+    x, y = classification_data(STEPS_PER_EPOCH * 32)
+    model.fit(x, y, batch_size=32, epochs=3, callbacks=[logger, search], verbose=0)
+    header, *rows = (tmp_path / "log.csv").read_text().splitlines()
+    column = header.split(",").index("learning_rate")
+    assert [float(r.split(",")[column]) for r in rows][1:] == pytest.approx([u.learning_rate for u in search.scheduler.updates])
