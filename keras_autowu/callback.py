@@ -6,7 +6,7 @@ import weakref
 
 import numpy as np
 
-from keras_autowu import fit_callbacks, run_variables, schedule, train_step_hook
+from keras_autowu import checks, fit_callbacks, run_variables, schedule, train_step_hook
 from keras_autowu._keras import keras, steps_per_execution
 from keras_autowu._stacklevel import user_stacklevel
 from keras_autowu.config import AutoWUConfig, check_run_length
@@ -65,11 +65,7 @@ class AutoWU(keras.callbacks.Callback):
         super().__init__()
         self.config = AutoWUConfig(**kwargs)
         check_run_length(steps_per_epoch, total_epochs, allow_none=True)
-        if not isinstance(rollback_on_divergence, bool):
-            raise ValueError(
-                "AutoWU expects `rollback_on_divergence` to be a bool. "
-                f"Received rollback_on_divergence={rollback_on_divergence!r}"
-            )
+        checks.check_bool("AutoWU", "rollback_on_divergence", rollback_on_divergence)
         self._steps_per_epoch = steps_per_epoch
         self._total_epochs = total_epochs
         self.rollback_on_divergence = rollback_on_divergence

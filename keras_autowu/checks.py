@@ -36,3 +36,8 @@ def check_int(owner, name, value, low, allow_none=False):
 def check_choice(owner, name, value, choices):
     if value not in choices:
         fail(owner, name, value, f"`{name}` to be one of {choices}")
+
+
+def check_bool(owner, name, value):
+    if not isinstance(value, bool):
+        fail(owner, name, value, f"`{name}` to be a bool")

@@ -5,7 +5,7 @@ import warnings
 
 import tensorflow as tf
 
-from keras_autowu import factor_probe, fit_callbacks
+from keras_autowu import checks, factor_probe, fit_callbacks
 from keras_autowu._keras import keras, steps_per_execution
 from keras_autowu._stacklevel import user_stacklevel
 from keras_autowu.config import check_run_length
@@ -51,11 +51,7 @@ class FactorSearch(keras.callbacks.Callback):
         super().__init__()
         self.config = FactorSearchConfig(**kwargs)  # checks the arguments now
         check_run_length(steps_per_epoch, total_epochs, allow_none=True)
-        if not isinstance(rollback_on_divergence, bool):
-            raise ValueError(
-                "FactorSearch expects `rollback_on_divergence` to be a bool. "
-                f"Received rollback_on_divergence={rollback_on_divergence!r}"
-            )
+        checks.check_bool("FactorSearch", "rollback_on_divergence", rollback_on_divergence)
         self._kwargs = kwargs
         self._steps_per_epoch, self._total_epochs = steps_per_epoch, total_epochs
         self.rollback_on_divergence = rollback_on_divergence

@@ -11,6 +11,7 @@ import keras_autowu
 from conftest import classification_data, make_optimizer, tiny_classifier
 from keras_autowu._keras import keras
 from keras_autowu.factor_search import FACTOR_LISTS, FactorSearchScheduler
+from test_resume import Preempted, PreemptAt
 
 STEPS_PER_EPOCH, EPOCHS = 8, 6
 
@@ -193,25 +194,11 @@ def test_steps_per_execution_and_xla_give_the_same_run():
     )
 
 
-class Preempted(Exception):
-    pass
-
-
-class PreemptAtEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise Preempted(epoch)
-
-
 def test_backup_and_restore_resumes_with_the_same_learning_rates(tmp_path):
     reference, _, history = fit_with_factor_search(initial_learning_rate=0.02)
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
     with pytest.raises(Preempted):
-        fit_with_factor_search(callbacks=[backup, PreemptAtEpoch(3)], initial_learning_rate=0.02)
+        fit_with_factor_search(callbacks=[backup, PreemptAt(3 * STEPS_PER_EPOCH)], initial_learning_rate=0.02)
     resumed, _, resumed_history = fit_with_factor_search(callbacks=[backup], initial_learning_rate=0.02)
     assert resumed.scheduler.first_step == 3 * STEPS_PER_EPOCH
     np.testing.assert_allclose(resumed_history.history["learning_rate"], history.history["learning_rate"][3:], rtol=1e-5)
