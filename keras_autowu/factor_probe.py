@@ -10,14 +10,16 @@ The step d:
 
 - "gradient" (the seed's): d = -lr * g, with g the gradient of the probe batch's loss,
   computed before the train step;
-- "update": the step the optimizer just took, d = theta_after - theta_before, so it
-  carries the optimizer's own scaling (Adam's moments, LAMB's trust ratio, momentum).
-  theta + f * d is then the optimizer's step at f times the learning rate (exactly
-  for plain SGD, Adam and LAMB, whose steps are linear in the learning rate). Its probe
-  batch is part of the batch the step trained on, as the seed's gradient comes from
-  the probe batch itself.
+- "update": the step the optimizer took at the update step, d = theta_after -
+  theta_before, so it carries the optimizer's own scaling (Adam's moments, LAMB's
+  trust ratio, momentum). theta_before + f * d is the optimizer's step at f times the
+  learning rate (exactly for plain SGD, Adam and LAMB, whose steps are linear in the
+  learning rate). The probe runs at the next step, before it trains, on rows of that
+  step's batch: data the probed step did not train on. (On the step's own batch a
+  longer step always looks better, and the learning rate grew until the run died:
+  docs/benchmarks.md, section 6.)
 
-The probe batch: `probe_batch_size` rows of the update step's batch, chosen by a
+The probe batch: `probe_batch_size` rows of the probing step's batch, chosen by a
 seeded permutation. The loss is the compiled loss function's mean plus the model's
 regularisation losses, with the model called in inference mode (no dropout, no batch
 statistics updated: nothing but the trainable weights moves, and they move back).
@@ -69,7 +71,9 @@ class FactorProbe:
         self._weights = [_tf_variable(w) for w in model.trainable_variables]
         with tf.init_scope():
             self._start = [tf.Variable(tf.zeros(w.shape, w.dtype), trainable=False, name="probe_start") for w in self._weights]
-            self.due = tf.Variable(False, trainable=False, name="probe_due")
+            # 0: nothing to do; 1: probe ("gradient") or keep the start ("update") at the
+            # coming step; 2: probe the last step's update ("update") at the coming step.
+            self.stage = tf.Variable(0, dtype=tf.int32, trainable=False, name="probe_stage")
             self.losses = tf.Variable(tf.zeros([len(self._factors)]), trainable=False, name="probe_losses")
             self.base_loss = tf.Variable(0.0, trainable=False, name="probe_base_loss")
             self._count = tf.Variable(0, dtype=tf.int64, trainable=False, name="probe_count")
@@ -137,25 +141,32 @@ class FactorProbe:
 
     # -- the train step ----------------------------------------------------------------
 
+    @property
+    def steps_to_result(self):
+        """How many steps after the one it is requested for a probe's result is ready."""
+        return 2 if self._direction == "update" else 1
+
+    def request(self):
+        """Probes from the coming train step on (see `stage`)."""
+        self.stage.assign(1)
+
     def install(self, model):
-        """Wraps `model.train_step`: on a step with `due` set, probe, then clear `due`."""
+        """Wraps `model.train_step` to carry out a requested probe, in the graph."""
         uninstall(model)
         original = model.train_step
 
         @functools.wraps(original)
         def train_step(data):
-            due = self.due.read_value()
-            learning_rate = model.optimizer.learning_rate
+            stage = self.stage.read_value()
             if self._direction == "gradient":
-                tf.cond(due, lambda: _then(self._gradient_probe, data, learning_rate), _nothing)
+                learning_rate = model.optimizer.learning_rate
+                tf.cond(stage == 1, lambda: _then(self._gradient_probe, data, learning_rate), _nothing)
+                self.stage.assign(0)
             else:
-                tf.cond(due, lambda: _then(self._save_start), _nothing)
-            logs = original(data)
-            if self._direction == "update":
-                with tf.control_dependencies(tf.nest.flatten(logs)):
-                    tf.cond(due, lambda: _then(self._update_probe, data), _nothing)
-            self.due.assign(False)
-            return logs
+                tf.cond(stage == 2, lambda: _then(self._update_probe, data), _nothing)
+                tf.cond(stage == 1, lambda: _then(self._save_start), _nothing)
+                self.stage.assign(tf.where(stage == 1, 2, 0))
+            return original(data)
 
         setattr(model, _ORIGINAL_ATTRIBUTE, True)
         model.train_step = train_step

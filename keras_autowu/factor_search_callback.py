@@ -133,14 +133,15 @@ class FactorSearch(keras.callbacks.Callback):
         self._snapshot = WeightSnapshot(self.model, scheduler.first_step) if self.model.built else None
 
     def on_train_batch_begin(self, batch, logs=None):
-        self._finish_pending_update()
         step = self._epoch_first_step + batch
-        if self.scheduler.is_update_step(step):
-            self._probe.due.assign(True)
+        self._finish_pending_update(step)
+        if self._pending is None and self.scheduler.is_update_step(step):
+            self._probe.request()
             self._pending = step
 
-    def _finish_pending_update(self):
-        if self._pending is None:
+    def _finish_pending_update(self, step):
+        """Reads the probe requested at step `pending`, once the steps before `step` ran it."""
+        if self._pending is None or step < self._pending + self._probe.steps_to_result:
             return
         step, self._pending = self._pending, None
         losses, base = self._probe.losses.numpy(), float(self._probe.base_loss.numpy())
@@ -154,12 +155,13 @@ class FactorSearch(keras.callbacks.Callback):
         _set_learning_rate(self.model.optimizer, self.scheduler.learning_rate)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._finish_pending_update()
+        self._finish_pending_update(self._epoch_first_step + self.scheduler.steps_per_epoch)
         if logs is not None:
             logs["learning_rate"] = self.scheduler.learning_rate
 
     def on_train_end(self, logs=None):
-        self._finish_pending_update()
+        # A probe requested too late to run (at the run's last step) is dropped.
+        self._pending = None
         factor_probe.uninstall(self.model)
         self._snapshot = None
 

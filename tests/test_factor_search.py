@@ -119,25 +119,29 @@ def quadratic_model(optimizer):
 
 @pytest.mark.parametrize("direction", ["gradient", "update"])
 def test_probe_losses_on_a_known_quadratic(direction):
-    """Plain SGD: both directions step -f * lr * 2w, so the probes are (1 - 2 f lr)**2."""
+    """Plain SGD: both directions step -f * lr * 2w from w = 1, so the probes are (1 - 2 f lr)**2.
+
+    "gradient" probes before the requested step; "update" keeps that step's start and
+    probes at the next step, before it trains.
+    """
     model = quadratic_model(keras.optimizers.SGD(0.1))
     factors = FACTOR_LISTS[5]
     probe = keras_autowu.FactorProbe(model, factors, direction=direction, probe_batch_size=4)
     x, y = np.ones((4, 1), "float32"), np.zeros((4, 1), "float32")
     probe.install(model)
-    probe.due.assign(True)
-    model.train_on_batch(x, y)
-    # "gradient" probes at w = 1, before the step; "update" around the step's start, w = 1 too.
+    probe.request()
+    for _ in range(probe.steps_to_result):
+        model.train_on_batch(x, y)
     np.testing.assert_allclose(probe.losses.numpy(), quadratic_losses(factors, 0.1), rtol=1e-6)
     assert float(probe.base_loss.numpy()) == pytest.approx(1.0)
-    assert not probe.due.numpy()
+    assert int(probe.stage.numpy()) == 0
 
 
 @pytest.mark.parametrize("direction", ["gradient", "update"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "lamb"])
 def test_weights_after_a_probe_are_bit_identical(direction, optimizer):
     """A step with a probe leaves the weights and slots exactly as the same step without."""
-    x, y = classification_data(64)
+    x, y = classification_data(128)
     models = []
     for probed in (True, False):
         keras.utils.set_random_seed(0)
@@ -146,9 +150,11 @@ def test_weights_after_a_probe_are_bit_identical(direction, optimizer):
         if probed:
             probe = keras_autowu.FactorProbe(model, FACTOR_LISTS[7], direction=direction)
             probe.install(model)
-            probe.due.assign(True)
-        model.train_on_batch(x[32:], y[32:])
+            probe.request()
+        model.train_on_batch(x[32:64], y[32:64])
+        model.train_on_batch(x[64:96], y[64:96])
         models.append(model)
+    assert int(probe.stage.numpy()) == 0
     assert np.all(np.isfinite(probe.losses.numpy())) and probe.losses.numpy().std() > 0
     for a, b in zip(models[0].weights, models[1].weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -252,3 +258,18 @@ def test_a_logger_before_it_still_gets_the_learning_rate(tmp_path):
     header, *rows = (tmp_path / "log.csv").read_text().splitlines()
     column = header.split(",").index("learning_rate")
     assert [float(r.split(",")[column]) for r in rows][1:] == pytest.approx([u.learning_rate for u in search.scheduler.updates])
+
+
+def test_the_update_probe_is_on_data_the_step_did_not_train_on():
+    """The probed step trains on y = 0 (w -> 0.8); the next batch, y = 0.5, is probed:
+    the loss at w = 1 + f * (0.8 - 1) against 0.5 is (0.5 - 0.2 f)**2."""
+    model = quadratic_model(keras.optimizers.SGD(0.1))
+    factors = FACTOR_LISTS[3]
+    probe = keras_autowu.FactorProbe(model, factors, direction="update", probe_batch_size=4)
+    probe.install(model)
+    probe.request()
+    ones = np.ones((4, 1), "float32")
+    model.train_on_batch(ones, 0.0 * ones)
+    model.train_on_batch(ones, 0.5 * ones)
+    np.testing.assert_allclose(probe.losses.numpy(), [(0.5 - 0.2 * f) ** 2 for f in factors], rtol=1e-6)
+    assert float(probe.base_loss.numpy()) == pytest.approx(0.25)
