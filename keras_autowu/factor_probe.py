@@ -147,16 +147,33 @@ class FactorProbe:
         return 2 if self._direction == "update" else 1
 
     def request(self):
-        """Probes from the coming train step on (see `stage`)."""
+        """Probes from the coming train step on (see `stage`), with the probing train
+        function until `release`."""
         self.stage.assign(1)
+        self._use(self._probing_function)
+
+    def release(self):
+        """Back to the plain train function, once the probe's result is read."""
+        self._use(self._plain_function)
+
+    def _use(self, function):
+        # Keras looks `train_function` up at every call (fit, train_on_batch), and each
+        # function traces on its first call: the flag says then which train step to
+        # trace, also for a retrace (a last batch of another size).
+        self._probing = function is self._probing_function
+        self._model.train_function = function
 
     def install(self, model):
-        """Wraps `model.train_step` to carry out a requested probe, in the graph."""
+        """Gives the model two train functions: the plain one, with no probe op in any
+        step, and one that carries out a requested probe; `request` and `release`
+        switch between them, so that the steps between updates cost nothing extra."""
         uninstall(model)
         original = model.train_step
 
         @functools.wraps(original)
         def train_step(data):
+            if not self._probing:
+                return original(data)
             stage = self.stage.read_value()
             if self._direction == "gradient":
                 learning_rate = model.optimizer.learning_rate
@@ -170,7 +187,9 @@ class FactorProbe:
 
         setattr(model, _ORIGINAL_ATTRIBUTE, True)
         model.train_step = train_step
-        model.make_train_function(force=True)
+        self._probing_function = model.make_train_function(force=True) or model.train_function
+        self._plain_function = model.make_train_function(force=True) or model.train_function
+        self._use(self._plain_function)
 
     def probe(self, x, y, learning_rate):
         """A "gradient" probe outside `fit` (custom loops): (losses per factor, the loss

@@ -144,6 +144,7 @@ class FactorSearch(keras.callbacks.Callback):
         if self._pending is None or step < self._pending + self._probe.steps_to_result:
             return
         step, self._pending = self._pending, None
+        self._probe.release()
         losses, base = self._probe.losses.numpy(), float(self._probe.base_loss.numpy())
         for request in self.scheduler.observe_probe(step, losses, base):
             if request.kind == "snapshot" and self.rollback_on_divergence:
