@@ -273,3 +273,17 @@ def test_the_update_probe_is_on_data_the_step_did_not_train_on():
     model.train_on_batch(ones, 0.5 * ones)
     np.testing.assert_allclose(probe.losses.numpy(), [(0.5 - 0.2 * f) ** 2 for f in factors], rtol=1e-6)
     assert float(probe.base_loss.numpy()) == pytest.approx(0.25)
+
+
+def test_a_custom_loop_probe_measures_and_puts_the_weights_back():
+    model = quadratic_model(keras.optimizers.SGD(0.1))
+    probe = keras_autowu.FactorProbe(model, FACTOR_LISTS[3], direction="gradient", probe_batch_size=4)
+    before = [w.numpy().copy() for w in model.weights]
+    losses, base = probe.probe(np.ones((4, 1), "float32"), np.zeros((4, 1), "float32"), learning_rate=0.1)
+    np.testing.assert_allclose(losses, quadratic_losses(FACTOR_LISTS[3], 0.1), rtol=1e-6)
+    assert base == pytest.approx(1.0)
+    for w, b in zip(model.weights, before):
+        np.testing.assert_array_equal(w.numpy(), b)
+    scheduler = FactorSearchScheduler(10, 5, learning_rate=0.1, verbose=0)
+    scheduler.observe_probe(10, losses, base)
+    assert scheduler.learning_rate == pytest.approx(hand_learning_rate(0.1, FACTOR_LISTS[3], list(losses), "minmax"), rel=1e-6)
