@@ -14,3 +14,16 @@ def steps_per_execution(model):
     if value is None:
         return 1
     return int(value.numpy()) if hasattr(value, "numpy") else int(value)
+
+
+def check_settable_learning_rate(owner, optimizer):
+    """A ValueError unless the optimizer's learning rate is a variable the scheduler
+    `owner` can assign (not a LearningRateSchedule)."""
+    learning_rate = getattr(optimizer, "_learning_rate", None)
+    schedules = keras.optimizers.schedules.LearningRateSchedule
+    if isinstance(learning_rate, schedules) or not hasattr(optimizer.learning_rate, "assign"):
+        raise ValueError(
+            f"{owner} sets the learning rate itself, but this optimizer was built with "
+            f"learning_rate={learning_rate!r}, not a float. Build it with a float learning rate, e.g. "
+            f"keras.optimizers.SGD(0.01, momentum=0.9); {owner} overwrites the value."
+        )

@@ -7,7 +7,7 @@ import weakref
 import numpy as np
 
 from keras_autowu import checks, fit_callbacks, run_variables, schedule, train_step_hook
-from keras_autowu._keras import keras, steps_per_execution
+from keras_autowu._keras import check_settable_learning_rate, keras, steps_per_execution
 from keras_autowu._stacklevel import user_stacklevel
 from keras_autowu.config import AutoWUConfig, check_run_length
 from keras_autowu.scheduler import AutoWUScheduler, resolve_test_interval
@@ -117,7 +117,7 @@ class AutoWU(keras.callbacks.Callback):
         _warn_if_fit_and_run_lengths_differ(params.get("epochs"), total_epochs)
         config = self._config_for(steps_per_epoch, total_epochs)
         self.scheduler = AutoWUScheduler(steps_per_epoch, total_epochs, **dataclasses.asdict(config))
-        _check_settable_learning_rate(self.model.optimizer)
+        check_settable_learning_rate("AutoWU", self.model.optimizer)
         self._variables = run_variables.attach(self.model, self.scheduler.total_steps)
 
     def _config_for(self, steps_per_epoch, total_epochs):
@@ -297,15 +297,3 @@ def _warn_if_fit_and_run_lengths_differ(fit_epochs, total_epochs):
             f"AutoWU(total_epochs={fit_epochs})."
         )
     warnings.warn(f"AutoWU: {what}", UserWarning, stacklevel=user_stacklevel())
-
-
-def _check_settable_learning_rate(optimizer):
-    learning_rate = getattr(optimizer, "_learning_rate", None)
-    schedules = keras.optimizers.schedules.LearningRateSchedule
-    if isinstance(learning_rate, schedules) or not hasattr(optimizer.learning_rate, "assign"):
-        raise ValueError(
-            "AutoWU sets the learning rate itself, but this optimizer was built with "
-            f"learning_rate={learning_rate!r}. Build it with a float learning rate, e.g. "
-            "keras.optimizers.SGD(momentum=0.9); AutoWU overwrites the value."
-        )
-

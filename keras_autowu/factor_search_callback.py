@@ -6,7 +6,7 @@ import warnings
 import tensorflow as tf
 
 from keras_autowu import checks, factor_probe, fit_callbacks
-from keras_autowu._keras import keras, steps_per_execution
+from keras_autowu._keras import check_settable_learning_rate, keras, steps_per_execution
 from keras_autowu._stacklevel import user_stacklevel
 from keras_autowu.config import check_run_length
 from keras_autowu.factor_search import FactorSearchConfig, FactorSearchScheduler
@@ -69,7 +69,7 @@ class FactorSearch(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
-        _check_optimizer(model.optimizer)
+        check_settable_learning_rate("FactorSearch", model.optimizer)
         strategy = model.distribute_strategy
         if strategy.num_replicas_in_sync > 1 or type(strategy).__name__ not in ("_DefaultDistributionStrategy", "OneDeviceStrategy"):
             raise ValueError(
@@ -130,7 +130,8 @@ class FactorSearch(keras.callbacks.Callback):
             scheduler.resume(iterations - self._run_start, _learning_rate(self.model.optimizer))
             if self.config.verbose:
                 print(f"FactorSearch: resuming at step {scheduler.first_step}, learning rate {scheduler.learning_rate:.4g}.")
-        self._snapshot = WeightSnapshot(self.model, scheduler.first_step) if self.model.built else None
+        healthy_start = self.rollback_on_divergence and self.model.built
+        self._snapshot = WeightSnapshot(self.model, scheduler.first_step) if healthy_start else None
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self._epoch_first_step + batch
@@ -165,16 +166,6 @@ class FactorSearch(keras.callbacks.Callback):
         self._pending = None
         factor_probe.uninstall(self.model)
         self._snapshot = None
-
-
-def _check_optimizer(optimizer):
-    schedule_type = getattr(keras.optimizers.schedules, "LearningRateSchedule", ())
-    learning_rate = getattr(optimizer, "_learning_rate", None)
-    if isinstance(learning_rate, schedule_type) or callable(learning_rate) and not hasattr(learning_rate, "assign"):
-        raise ValueError(
-            "FactorSearch sets the learning rate itself: build the optimizer with a float "
-            f"learning rate, not a schedule. Received learning_rate={learning_rate!r}"
-        )
 
 
 def _learning_rate(optimizer):
