@@ -208,6 +208,9 @@ class FactorSearchScheduler:
     def observe_probe(self, step, losses, base_loss):
         """Takes one update's probe losses (one per factor, in order) and the loss at the
         current weights; sets `learning_rate` and returns the requests for the weights."""
+        return self._observe(step, losses, base_loss, report=self.config.verbose)
+
+    def _observe(self, step, losses, base_loss, report):
         losses = tuple(float(v) for v in np.asarray(losses, np.float64).reshape(-1))
         if len(losses) != len(self.factors):
             raise ValueError(f"FactorSearch expects one probe loss per factor ({len(self.factors)}). Received {len(losses)} losses: {losses}")
@@ -224,7 +227,7 @@ class FactorSearchScheduler:
         self.learning_rate = float(np.clip(before * multiplier, self.config.min_lr, self.config.max_lr))
         update = Update(step, before, losses, base_loss, tuple(float(s) for s in score_list), self.learning_rate, kind)
         self.updates.append(update)
-        if self.config.verbose:
+        if report:
             self._report(update)
         return [Request("restore" if kind == "restore" else "snapshot", step)]
 
@@ -265,10 +268,5 @@ class FactorSearchScheduler:
                 f"{(state['steps_per_epoch'], state['total_epochs'])}, not {(self.steps_per_epoch, self.total_epochs)}"
             )
         self.resume(state["first_step"], state["learning_rate_at_first_step"])
-        verbose = self.config.verbose
-        object.__setattr__(self.config, "verbose", 0)
-        try:
-            for step, losses, base_loss in state["probes"]:
-                self.observe_probe(step, losses, base_loss)
-        finally:
-            object.__setattr__(self.config, "verbose", verbose)
+        for step, losses, base_loss in state["probes"]:
+            self._observe(step, losses, base_loss, report=False)
