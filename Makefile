@@ -3,7 +3,7 @@
 # make test-compat: the Keras 2 stack (TensorFlow 2.15, tensorflow-addons) in .venv-tf215
 # make bench: every benchmark, then docs/benchmarks.md and its plots (under an hour on 2 cores)
 # make bench-handover: the hand-over LR candidates (section 4 of docs/benchmarks.md)
-# make bench-warmup: a higher start for a shorter warmup, at the large batches (section 5)
+# make bench-warmup: a higher start for a shorter warmup, or a held hand-over LR, at the large batches (section 5)
 # make bench-factor-search: factor search against fixed schedules, its sensitivity and cost (section 6)
 
 PYTHON ?= python3
@@ -37,8 +37,10 @@ test-compat: $(COMPAT_VENV)/.installed
 RESULTS = docs/benchmarks
 CLAIM = $(VENV)/bin/python benchmarks/paper_claim.py --threads 1
 HANDOVER_METHODS = autowu-gp_minimum autowu-gp_minimum/4 autowu-steepest autowu-drop_share tuned@each
-# The same 20 steps per decade of learning rate near the hand-over, fewer steps below it.
-WARMUP_METHODS = autowu 'autowu:min_lr=1e-4,max_warmup_fraction=0.4' 'autowu:min_lr=1e-3,max_warmup_fraction=0.3'
+# The same 20 steps per decade of learning rate near the hand-over, fewer steps below it;
+# and the hand-over learning rate held until the last 20 % of the run instead of a cosine from the switch.
+WARMUP_METHODS = autowu 'autowu:min_lr=1e-4,max_warmup_fraction=0.4' 'autowu:min_lr=1e-3,max_warmup_fraction=0.3' \
+	'autowu:immediate_cooldown=False'
 
 # The two data sets run side by side, one thread each (2 cores).
 bench: $(VENV)/.installed
