@@ -20,7 +20,10 @@ The step d:
   docs/benchmarks.md, section 6.)
 
 The probe batch: `probe_batch_size` rows of the probing step's batch, chosen by a
-seeded permutation. The loss is the compiled loss function's mean plus the model's
+seeded permutation; under tf.distribute, each replica takes its share of them from its
+own part of the batch, and the losses (and the "gradient" direction's gradient) are
+averaged over the replicas, so that every replica moves its weights the same way and
+records the same, global losses. The loss is the compiled loss function's mean plus the model's
 regularisation losses, with the model called in inference mode (no dropout, no batch
 statistics updated: nothing but the trainable weights moves, and they move back).
 """
@@ -35,7 +38,7 @@ _ORIGINAL_ATTRIBUTE = "_factor_search_probe_installed"
 
 
 def probe_loss_function(model):
-    """The compiled loss as a function of (y_true, y_pred), or a ValueError."""
+    """The compiled loss as a function of (y_true, y_pred) to per-row losses, or a ValueError."""
     loss = getattr(model, "loss", None)
     if isinstance(loss, (list, tuple, dict)):  # also TF's tracking wrappers, shown plain
         loss = dict(loss) if isinstance(loss, dict) else list(loss)
@@ -45,6 +48,10 @@ def probe_loss_function(model):
         loss = loss[0]
     if isinstance(loss, str):
         loss = keras.losses.get(loss)
+    if isinstance(loss, keras.losses.Loss):
+        # Its per-row losses: calling it reduces them and, under tf.distribute, divides
+        # by the number of replicas (for the gradients' sum); the probe takes its own mean.
+        return loss.call
     if not callable(loss):
         raise ValueError(
             "FactorSearch probes the compiled loss, so it needs one loss function for one "
@@ -58,6 +65,10 @@ def _tf_variable(variable):
     return variable if isinstance(variable, tf.Variable) else variable.value
 
 
+def _assign(variable, value):
+    return variable.assign(value)
+
+
 class FactorProbe:
     """The probe's variables and graph code for one model; see the module docstring."""
 
@@ -69,7 +80,8 @@ class FactorProbe:
         self._seed = seed
         self._loss_function = probe_loss_function(model)
         self._weights = [_tf_variable(w) for w in model.trainable_variables]
-        with tf.init_scope():
+        strategy = getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
+        with strategy.scope(), tf.init_scope():  # mirrored, like the weights they copy
             self._start = [tf.Variable(tf.zeros(w.shape, w.dtype), trainable=False, name="probe_start") for w in self._weights]
             # 0: nothing to do; 1: probe ("gradient") or keep the start ("update") at the
             # coming step; 2: probe the last step's update ("update") at the coming step.
@@ -80,11 +92,50 @@ class FactorProbe:
 
     # -- graph code ------------------------------------------------------------------
 
+    @property
+    def _replicas(self):
+        """The replicas this graph code runs on: 1 on one device or outside `strategy.run`."""
+        context = tf.distribute.get_replica_context()
+        return 1 if context is None else context.num_replicas_in_sync
+
+    @property
+    def _distributed(self):
+        return self._replicas > 1
+
+    def _assign(self, variables, values, where=None):
+        """variables[i] <- values[i] (where `where`, a boolean tensor, holds).
+
+        On one device, plain assignments. Under tf.distribute, in a replica's step: the
+        variables are mirrored with no aggregation (Keras's weights, and ours alike),
+        which a replica may not write on its own, so the writes go through one
+        `merge_call`, as the optimizers' own updates do; every replica hands the same
+        values, so the copies stay equal. A merge_call may not sit inside a tf.cond, so
+        under tf.distribute the probe runs unconditionally and `where` masks what it
+        keeps.
+        """
+        if where is not None:
+            values = [tf.where(where, value, variable) for variable, value in zip(variables, values)]
+        if not self._distributed:
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+            return
+
+        def merge(strategy, *values):
+            for variable, value in zip(variables, values):
+                strategy.extended.update(variable, _assign, args=(value,), group=False)
+
+        tf.distribute.get_replica_context().merge_call(merge, args=tuple(values))
+
+    def _mean_over_replicas(self, value):
+        if not self._distributed:
+            return value
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.MEAN, value)
+
     def _probe_rows(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         rows = tf.shape(tf.nest.flatten(x)[0])[0]
         order = tf.argsort(tf.random.stateless_uniform(tf.reshape(rows, [1]), seed=tf.stack([tf.constant(self._seed, tf.int64), self._count])))
-        take = order[: self._rows]
+        take = order[: -(-self._rows // self._replicas)]  # the replica's share
         pick = functools.partial(tf.gather, indices=take)
         return tf.nest.map_structure(pick, x), tf.nest.map_structure(pick, y)
 
@@ -94,50 +145,62 @@ class FactorProbe:
         regularization = [tf.cast(r, tf.float32) for r in self._model.losses]
         return loss + tf.add_n(regularization) if regularization else loss
 
-    def _save_start(self):
-        for start, weight in zip(self._start, self._weights):
-            start.assign(weight)
+    def _save_start(self, where=None):
+        self._assign(self._start, self._weights, where)
 
     def _losses_along(self, x, y, origin, position):
         """The loss at `position(i, f)` (variable i's value at factor f) for each factor,
-        then at `origin` (f = 0). Each value is made as it is assigned, so no step-sized
-        list is kept."""
+        then at `origin` (f = 0), averaged over the replicas. On one device each value
+        is made as it is assigned, so no step-sized list is kept."""
         losses = []
         for f in self._factors:
-            for i, weight in enumerate(self._weights):
-                weight.assign(position(i, tf.cast(f, weight.dtype)))
+            f = float(f)
+            if self._distributed:
+                self._assign(self._weights, [position(i, tf.cast(f, w.dtype)) for i, w in enumerate(self._weights)])
+            else:
+                for i, weight in enumerate(self._weights):
+                    weight.assign(position(i, tf.cast(f, weight.dtype)))
             losses.append(self._loss(x, y))
-        for weight, o in zip(self._weights, origin):
-            weight.assign(o)
-        return tf.stack(losses), self._loss(x, y)
+        self._assign(self._weights, origin)
+        losses = self._mean_over_replicas(tf.stack([*losses, self._loss(x, y)]))
+        return losses[:-1], losses[-1]
 
-    def _gradient_probe(self, data, learning_rate):
+    def _gradient_probe(self, data, learning_rate, where=None):
         x, y = self._probe_rows(data)
-        self._save_start()
+        starts = [tf.identity(w) for w in self._weights]
         with tf.GradientTape() as tape:
             loss = self._loss(x, y)
-        gradients = [None if g is None else tf.convert_to_tensor(g) for g in tape.gradient(loss, self._weights)]
-        starts = [s.read_value() for s in self._start]
+        gradients = tape.gradient(loss, self._weights)
+        if self._distributed:  # the same step on every replica: the global probe's gradient
+            present = [g for g in gradients if g is not None]
+            reduced = iter(self._mean_over_replicas([tf.convert_to_tensor(g) for g in present]))
+            gradients = [None if g is None else next(reduced) for g in gradients]
+        gradients = [None if g is None else tf.convert_to_tensor(g) for g in gradients]
 
         def position(i, f):
             g = gradients[i]
             return starts[i] if g is None else starts[i] - f * tf.cast(learning_rate, g.dtype) * g
 
-        self._record(*self._losses_along(x, y, starts, position))
+        self._record(*self._losses_along(x, y, starts, position), where=where)
 
-    def _update_probe(self, data):
+    def _update_probe(self, data, where=None):
         x, y = self._probe_rows(data)
         after = [tf.identity(w) for w in self._weights]
         starts = [s.read_value() for s in self._start]
         losses, base = self._losses_along(x, y, starts, lambda i, f: starts[i] + f * (after[i] - starts[i]))
-        for weight, a in zip(self._weights, after):  # the step's own result, bit for bit
-            weight.assign(a)
-        self._record(losses, base)
+        self._assign(self._weights, after)  # the step's own result, bit for bit
+        self._record(losses, base, where=where)
 
-    def _record(self, losses, base):
-        self.losses.assign(losses)
-        self.base_loss.assign(base)
-        self._count.assign_add(1)
+    def _record(self, losses, base, where=None):
+        self._assign([self.losses, self.base_loss, self._count], [losses, base, self._count + 1], where)
+
+    def _when(self, condition, function, *args):
+        """`function(*args)` if `condition`: a tf.cond on one device; under tf.distribute
+        (no merge_call in a cond) run always, keeping its writes only if `condition`."""
+        if self._distributed:
+            function(*args, where=condition)
+        else:
+            tf.cond(condition, lambda: _then(function, *args), _nothing)
 
     # -- the train step ----------------------------------------------------------------
 
@@ -176,13 +239,13 @@ class FactorProbe:
                 return original(data)
             stage = self.stage.read_value()
             if self._direction == "gradient":
-                learning_rate = model.optimizer.learning_rate
-                tf.cond(stage == 1, lambda: _then(self._gradient_probe, data, learning_rate), _nothing)
-                self.stage.assign(0)
+                learning_rate = tf.convert_to_tensor(model.optimizer.learning_rate)
+                self._when(stage == 1, self._gradient_probe, data, learning_rate)
+                self._assign([self.stage], [tf.zeros_like(stage)])
             else:
-                tf.cond(stage == 2, lambda: _then(self._update_probe, data), _nothing)
-                tf.cond(stage == 1, lambda: _then(self._save_start), _nothing)
-                self.stage.assign(tf.where(stage == 1, 2, 0))
+                self._when(stage == 2, self._update_probe, data)
+                self._when(stage == 1, self._save_start)
+                self._assign([self.stage], [tf.where(stage == 1, 2, 0)])
             return original(data)
 
         setattr(model, _ORIGINAL_ATTRIBUTE, True)

@@ -70,13 +70,6 @@ class FactorSearch(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         model = self.model
         check_settable_learning_rate("FactorSearch", model.optimizer)
-        strategy = model.distribute_strategy
-        if strategy.num_replicas_in_sync > 1 or type(strategy).__name__ not in ("_DefaultDistributionStrategy", "OneDeviceStrategy"):
-            raise ValueError(
-                "FactorSearch runs on one device for now: its probes move the weights inside "
-                f"the train step, which tf.distribute runs per replica. Received a model under "
-                f"{type(strategy).__name__}."
-            )
         steps_per_epoch = self._steps_per_epoch or self.params.get("steps")
         total_epochs = self._total_epochs or self.params.get("epochs")
         if not steps_per_epoch or not total_epochs:

@@ -15,6 +15,17 @@ import pytest  # noqa: E402
 from keras_autowu._keras import IS_KERAS_3, keras  # noqa: E402
 
 
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One MirroredStrategy over the two logical CPUs for the whole session.
+
+    A second MirroredStrategy in a process numbers its collective ops from the same
+    keys as the first, and TensorFlow's runtime still holds the first's shapes under
+    them: "Shape mismatch in the collective instance" (tensorflow/tensorflow#62790).
+    """
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
 @pytest.fixture(autouse=True)
 def seeded():
     """Each test starts from the same initial weights, whatever ran before it."""

@@ -1,7 +1,9 @@
-"""One worker of a two-worker MultiWorkerMirroredStrategy run with AutoWU (tf_keras).
+"""One worker of a two-worker MultiWorkerMirroredStrategy run (tf_keras), with AutoWU
+or FactorSearch.
 
-Started by test_multi_worker.py with TF_CONFIG set; writes what AutoWU decided to the
-JSON file named by its argument.
+Started by test_multi_worker.py with TF_CONFIG set:
+`multi_worker_fit.py OUTPUT.json [autowu|factor_search]`; writes what the scheduler
+decided to the JSON file.
 """
 
 import json
@@ -28,7 +30,9 @@ def label_mean(y_true, y_pred):
     return tf.reshape(y_true, [-1]) + 0.0 * tf.reshape(y_pred, [-1])
 
 
-def main(output_path):
+def main(output_path, scheduler_name="autowu"):
+    if scheduler_name == "factor_search":
+        return factor_search(output_path)
     steps = np.arange(STEPS_PER_EPOCH * EPOCHS)
     batch_means = ((steps - 70) / 70.0) ** 2 + 0.05 * np.random.default_rng(0).standard_normal(steps.size)
     labels = np.repeat(batch_means, GLOBAL_BATCH).astype("float32")
@@ -53,5 +57,32 @@ def main(output_path):
         )
 
 
+def factor_search(output_path):
+    """A small regression learnt with factor search's probes; every worker probes its
+    shard of each global batch."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((STEPS_PER_EPOCH * GLOBAL_BATCH * 4, 4)).astype("float32")
+    y = (x @ np.array([1.0, -2.0, 0.5, 0.0], "float32") + 0.1 * rng.standard_normal(len(x))).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH).repeat()
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", steps_per_execution=4)
+    search = keras_autowu.FactorSearch(update_interval=8, probe_batch_size=GLOBAL_BATCH, verbose=0)
+    model.fit(dataset, steps_per_epoch=STEPS_PER_EPOCH, epochs=4, callbacks=[search], verbose=0)
+    updates = search.scheduler.updates
+    with open(output_path, "w") as f:
+        json.dump(
+            dict(
+                steps=[u.step for u in updates],
+                probe_losses=[list(u.losses) + [u.base_loss] for u in updates],
+                learning_rates=[u.learning_rate for u in updates],
+                final_optimizer_lr=float(model.optimizer.learning_rate.numpy()),
+                weights=[w.numpy().tolist() for w in model.weights],
+            ),
+            f,
+        )
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

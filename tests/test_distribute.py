@@ -7,9 +7,6 @@ import tensorflow as tf
 import keras_autowu
 from keras_autowu._keras import IS_KERAS_3, keras
 
-DEVICES = ["/cpu:0", "/cpu:1"]
-
-
 def label_mean(y_true, y_pred):
     """A loss whose value for a batch is the mean of its labels: known in advance."""
     return tf.reshape(y_true, [-1]) + 0.0 * tf.reshape(y_pred, [-1])
@@ -22,9 +19,9 @@ def _steps_per_execution_cases():
 
 
 @pytest.mark.parametrize("steps_per_execution", _steps_per_execution_cases())
-def test_global_loss_and_same_lr_on_every_replica(steps_per_execution):
+def test_global_loss_and_same_lr_on_every_replica(steps_per_execution, mirrored_strategy):
     """The GP sees the global batch's loss; every replica applies the same, exact LR."""
-    strategy = tf.distribute.MirroredStrategy(DEVICES)
+    strategy = mirrored_strategy
     x = np.zeros((256, 4), "float32")
     y = np.random.default_rng(0).uniform(0, 10, 256).astype("float32")
     with strategy.scope():

@@ -210,14 +210,6 @@ def test_backup_and_restore_resumes_with_the_same_learning_rates(tmp_path):
     np.testing.assert_allclose(resumed_history.history["learning_rate"], history.history["learning_rate"][3:], rtol=1e-5)
 
 
-def test_tf_distribute_is_refused_with_a_clear_error():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
-        model = tiny_classifier()
-    with pytest.raises(ValueError, match="FactorSearch runs on one device for now.*MirroredStrategy"):
-        fit_with_factor_search(model=model)
-
-
 def test_a_model_with_two_losses_is_refused():
     inputs = keras.Input((8,))
     outputs = [keras.layers.Dense(3)(inputs), keras.layers.Dense(3)(inputs)]

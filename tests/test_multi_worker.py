@@ -39,8 +39,8 @@ def _group_alive(pgid):
     return True
 
 
-def test_two_workers_switch_at_the_same_step_to_the_same_lr(tmp_path):
-    """Both workers record the same global losses, switch alike and apply the same LRs."""
+def _run_two_workers(tmp_path, scheduler_name):
+    """Each worker's JSON results, once both ran `multi_worker_fit.py` to the end."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_loopback_ports(2)]}
     workers = []
     for index in range(2):
@@ -50,7 +50,7 @@ def test_two_workers_switch_at_the_same_step_to_the_same_lr(tmp_path):
         log = open(tmp_path / f"worker{index}.log", "w")
         # A session of its own: on timeout the whole group gets SIGKILL, since a worker
         # waiting for a dead peer ignores SIGTERM.
-        workers.append(subprocess.Popen([sys.executable, WORKER, str(tmp_path / f"worker{index}.json")],
+        workers.append(subprocess.Popen([sys.executable, WORKER, str(tmp_path / f"worker{index}.json"), scheduler_name],
                                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
     deadline = time.monotonic() + TIMEOUT_SECONDS
     try:
@@ -67,7 +67,12 @@ def test_two_workers_switch_at_the_same_step_to_the_same_lr(tmp_path):
     logs = [(tmp_path / f"worker{i}.log").read_text()[-3000:] for i in range(2)]
     assert [w.returncode for w in workers] == [0, 0], "\n\n".join(logs)
 
-    results = [json.loads((tmp_path / f"worker{i}.json").read_text()) for i in range(2)]
+    return [json.loads((tmp_path / f"worker{i}.json").read_text()) for i in range(2)]
+
+
+def test_two_workers_switch_at_the_same_step_to_the_same_lr(tmp_path):
+    """Both workers record the same global losses, switch alike and apply the same LRs."""
+    results = _run_two_workers(tmp_path, "autowu")
     assert results[0]["switch_step"] is not None
     assert results[0]["switch_step"] == results[1]["switch_step"]
     assert results[0]["switch_lr"] == results[1]["switch_lr"]
@@ -78,3 +83,16 @@ def test_two_workers_switch_at_the_same_step_to_the_same_lr(tmp_path):
     steps = np.arange(16 * 12)
     expected = ((steps - 70) / 70.0) ** 2 + 0.05 * np.random.default_rng(0).standard_normal(steps.size)
     np.testing.assert_allclose(results[0]["losses"], expected.astype("float32"), rtol=1e-5, atol=1e-6)
+
+
+def test_two_workers_take_the_same_factor_search_learning_rates(tmp_path):
+    """Both workers see the same global probe losses, so they update alike, step for
+    step, and end with the same weights."""
+    results = _run_two_workers(tmp_path, "factor_search")
+    assert results[0]["steps"] == results[1]["steps"] == list(range(8, 64, 8))
+    assert results[0]["probe_losses"] == results[1]["probe_losses"]
+    assert results[0]["learning_rates"] == results[1]["learning_rates"]
+    assert len(set(results[0]["learning_rates"])) == len(results[0]["learning_rates"])
+    assert results[0]["final_optimizer_lr"] == pytest.approx(results[0]["learning_rates"][-1], rel=1e-6)
+    assert results[0]["final_optimizer_lr"] == results[1]["final_optimizer_lr"]
+    assert results[0]["weights"] == results[1]["weights"]
