@@ -1,0 +1,173 @@
+"""AutoLRS's forecast of where one explored learning rate's loss is heading.
+
+AutoLRS (Jin et al., ICLR 2021, section 4.2) scores each learning rate it explores by
+the loss it forecasts at the end of the stage, `tau` steps from the segment's start,
+from the `tau'` losses of the segment. As the reference (`autolrs_server.py`,
+`exp_forecast`) does it:
+
+1. Smooth: fit a quadratic smoothing spline, drop the points farthest from it, and
+   fit again; training losses: the worst 3 % each round, 10 rounds; validation losses:
+   the single worst, once. Only points of the series' first half may go (the loss
+   there falls fastest, and its noise matters least to the forecast).
+2. Fit y = a * exp(b * x) + c to the smoothed curve at every step, with b = -exp(beta):
+   for a given beta, a and c by least squares; beta by Nelder-Mead from 0.
+3. The forecast is a * exp(b * horizon) + c; a series with a NaN scores `NAN_SCORE`.
+
+The reference's spline is SciPy's `UnivariateSpline(k=2)` with its default smoothing
+condition: the sum of squared residuals equals the number of points. When the
+least-squares parabola already meets it (every series whose losses stay within about
+one unit of a parabola, which is nearly every loss curve), FITPACK returns that
+parabola, and so does `smoothing_spline` here. Otherwise FITPACK adds knots, up to
+one per point; here a penalised quadratic spline with a knot at every point, its
+penalty found by bisection, meets the same condition: the same smoothness budget,
+not the same curve. `tests/test_autolrs_forecast.py` measures both against SciPy's.
+
+Departures, each for a defect of the reference:
+- A series shorter than 34 points rounds 3 % to no point, and the reference then
+  drops every point of the first half; here at least one point, as for 34 or more.
+- A series with an infinite loss scores `NAN_SCORE` too (the reference's spline
+  fails on it).
+- The exponential's residual is computed, not taken from `numpy.linalg.lstsq`, which
+  returns none when the design is rank-deficient (beta so small that exp(b * x) is 1
+  at every step): the reference's Nelder-Mead then fails on a slowly falling series.
+
+Pure NumPy. A series near a parabola takes 1 to 2 ms; one that needs the spline's
+knots is slow (0.2 s at 100 points, 5 s at 400, on one core): a cost to bring down
+before AutoLRS uses it at the late stages' lengths.
+"""
+
+import numpy as np
+
+NAN_SCORE = 1e6  # the reference's score for a series with a NaN
+SPLINE_DEGREE = 2
+TRAINING_FILTER = dict(share=0.03, rounds=10)
+DROPPABLE_SHARE = 0.5  # only points before this share of the series may be dropped
+_NELDER_MEAD_TOLERANCE = 1e-5  # on beta and on the residual, as the reference's fmin
+
+
+def forecast(losses, horizon, training=True):
+    """The loss that the series `losses` (one per step, or per evaluation for validation
+    losses) forecasts at step `horizon` counted from its first point."""
+    ys = np.asarray(losses, np.float64)
+    if ys.size == 0 or not np.all(np.isfinite(ys)):
+        return NAN_SCORE
+    if ys.size <= SPLINE_DEGREE + 1:
+        return float(ys[-1])  # too short for a spline: its last loss
+    xs = np.arange(ys.size, dtype=np.float64)
+    kept_x, kept_y = drop_outliers(xs, ys, training)
+    smoothed = smoothing_spline(kept_x, kept_y, xs)
+    a, b, c = fit_exponential(xs, smoothed)
+    value = a * np.exp(b * horizon) + c
+    return float(value) if np.isfinite(value) else NAN_SCORE
+
+
+def drop_outliers(xs, ys, training=True):
+    """The points left after the rounds of step 1 (see the module docstring)."""
+    # The reference compares the current index with this, fixed before the rounds.
+    bound = int((xs.size - 1) * DROPPABLE_SHARE)
+    rounds = TRAINING_FILTER["rounds"] if training else 1
+    for _ in range(rounds):
+        if xs.size <= SPLINE_DEGREE + 2:
+            break
+        distance = np.abs(ys - smoothing_spline(xs, ys, xs))
+        count = max(1, int(round(xs.size * TRAINING_FILTER["share"]))) if training else 1
+        worst = np.argsort(distance, kind="stable")[-count:]
+        drop = worst[worst < bound]
+        keep = np.ones(xs.size, bool)
+        keep[drop] = False
+        xs, ys = xs[keep], ys[keep]
+    return xs, ys
+
+
+def smoothing_spline(xs, ys, at):
+    """A quadratic spline through (xs, ys) whose squared residuals sum to len(xs)
+    (SciPy's default), evaluated at `at`."""
+    smoothing = float(xs.size)
+    parabola = np.polyfit(xs, ys, SPLINE_DEGREE)
+    if np.sum((np.polyval(parabola, xs) - ys) ** 2) <= smoothing:
+        return np.polyval(parabola, at)
+    return _penalised_spline(xs, ys, at, smoothing)
+
+
+def _truncated_power_basis(x, knots, scale):
+    u = x[:, None] / scale
+    polynomial = u ** np.arange(SPLINE_DEGREE + 1)
+    return np.hstack([polynomial, np.maximum(u - knots[None, :] / scale, 0.0) ** SPLINE_DEGREE])
+
+
+def _penalised_spline(xs, ys, at, smoothing):
+    """Ridge on the knots' coefficients, its weight found so that the residual meets
+    `smoothing`: more weight, a smoother curve and a larger residual."""
+    scale = max(float(xs[-1] - xs[0]), 1.0)
+    knots = xs[1:-1]
+    basis = _truncated_power_basis(xs, knots, scale)
+    penalty = np.diag([0.0] * (SPLINE_DEGREE + 1) + [1.0] * knots.size)
+    gram, moment = basis.T @ basis, basis.T @ ys
+
+    def solve(log_weight):
+        coefficients = np.linalg.lstsq(gram + np.exp(log_weight) * penalty, moment, rcond=None)[0]
+        return coefficients, float(np.sum((basis @ coefficients - ys) ** 2))
+
+    low, high = -30.0, 30.0
+    for _ in range(40):
+        middle = 0.5 * (low + high)
+        if solve(middle)[1] > smoothing:
+            high = middle
+        else:
+            low = middle
+    coefficients = solve(low)[0]
+    return _truncated_power_basis(np.asarray(at, np.float64), knots, scale) @ coefficients
+
+
+def _exponential_design(xs, beta):
+    return np.stack([np.exp(-np.exp(beta) * xs), np.ones_like(xs)], axis=1)
+
+
+def _residual(beta, xs, ys):
+    design = _exponential_design(xs, beta)
+    coefficients = np.linalg.lstsq(design, ys, rcond=None)[0]
+    return float(np.sum((design @ coefficients - ys) ** 2))
+
+
+def fit_exponential(xs, ys):
+    """(a, b, c) of y = a * exp(b * x) + c, b < 0, fitted as in step 2."""
+    beta = nelder_mead_1d(lambda value: _residual(value, xs, ys), 0.0)
+    design = _exponential_design(xs, beta)
+    a, c = np.linalg.lstsq(design, ys, rcond=None)[0]
+    return float(a), float(-np.exp(beta)), float(c)
+
+
+def nelder_mead_1d(function, start, tolerance=_NELDER_MEAD_TOLERANCE, max_iterations=200):
+    """The minimiser of `function` near `start`, by Nelder-Mead's simplex in one
+    dimension, started, stepped and stopped as SciPy's `fmin` (its defaults, and
+    xtol = ftol = `tolerance`). With two vertices, reflecting the worst never lands
+    between them: it expands, contracts outside or inside, or shrinks."""
+    simplex = np.array([start, start * 1.05 if start != 0 else 0.00025], np.float64)
+    values = np.array([function(x) for x in simplex])
+    calls = 2
+    while calls < max_iterations:
+        order = np.argsort(values, kind="stable")
+        simplex, values = simplex[order], values[order]
+        if abs(simplex[1] - simplex[0]) <= tolerance and abs(values[1] - values[0]) <= tolerance:
+            break
+        best, worst = simplex
+        reflected = 2.0 * best - worst
+        f_reflected = function(reflected)
+        calls += 1
+        if f_reflected < values[0]:
+            expanded = 3.0 * best - 2.0 * worst
+            f_expanded = function(expanded)
+            calls += 1
+            simplex[1], values[1] = (expanded, f_expanded) if f_expanded < f_reflected else (reflected, f_reflected)
+            continue
+        outside = f_reflected < values[1]
+        contracted = 1.5 * best - 0.5 * worst if outside else 0.5 * best + 0.5 * worst
+        f_contracted = function(contracted)
+        calls += 1
+        if (f_contracted <= f_reflected) if outside else (f_contracted < values[1]):
+            simplex[1], values[1] = contracted, f_contracted
+        else:
+            simplex[1] = best + 0.5 * (worst - best)
+            values[1] = function(simplex[1])
+            calls += 1
+    return float(simplex[np.argmin(values)])

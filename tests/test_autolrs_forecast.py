@@ -1,0 +1,135 @@
+"""AutoLRS's loss forecast against the reference's SciPy computation, and its rules."""
+
+import numpy as np
+import pytest
+from scipy import optimize
+from scipy.interpolate import UnivariateSpline
+
+from keras_autowu import autolrs_forecast
+from keras_autowu._keras import keras
+from keras_autowu.autolrs_forecast import NAN_SCORE, drop_outliers, forecast, nelder_mead_1d, smoothing_spline
+
+HORIZON = 1000  # tau: the stage's training steps, which the forecast reaches
+
+
+def reference_forecast(losses, horizon, training=True):
+    """The reference's `exp_forecast` and `spline_iter` (autolrs_server.py), with SciPy,
+    for series of 34 points or more (see the module's departures)."""
+    xs = np.arange(len(losses), dtype=np.float64)
+    ys = np.asarray(losses, np.float64)
+    bound = xs[int((len(xs) - 1) * 0.5)]
+    kept_x, kept_y = xs, ys
+    for _ in range(10 if training else 1):
+        distance = np.abs(kept_y - UnivariateSpline(kept_x, kept_y, k=2)(kept_x))
+        order = sorted(range(len(distance)), key=lambda i: distance[i])
+        outliers = [i for i in (order[int(round(-len(distance) * 0.03)):] if training else order[-1:]) if i < bound]
+        keep = np.ones(len(kept_x), bool)
+        keep[outliers] = False
+        kept_x, kept_y = kept_x[keep], kept_y[keep]
+    smoothed = UnivariateSpline(kept_x, kept_y, k=2)(xs)
+
+    def residual(beta):
+        design = np.vstack([np.exp(-np.exp(beta[0]) * xs), np.ones(len(xs))]).T
+        coefficients, residuals = np.linalg.lstsq(design, smoothed, rcond=None)[:2]
+        # The reference fails here when the design is rank-deficient (no residual).
+        return residuals[0] if residuals.size else np.sum((design @ coefficients - smoothed) ** 2)
+
+    b = -np.exp(optimize.fmin(residual, 0, xtol=1e-5, ftol=1e-5, disp=False)[0])
+    a, c = np.linalg.lstsq(np.vstack([np.exp(b * xs), np.ones(len(xs))]).T, smoothed, rcond=None)[0]
+    return a * np.exp(b * horizon) + c
+
+
+def recorded_losses(learning_rate, steps=100, seed=0):
+    """Per-step training losses of an MLP on scikit-learn's digits at one learning rate."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype("float32")
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    order = np.random.default_rng(seed).permutation(len(x))
+    losses = []
+    for step in range(steps):
+        rows = order[(step * 32) % (len(x) - 32):][:32]
+        result = model.train_on_batch(x[rows], y[rows])
+        losses.append(float(np.ravel(result)[0]))
+    return losses
+
+
+@pytest.mark.parametrize("learning_rate", [0.003, 0.03, 0.3, 3.0])
+@pytest.mark.parametrize("training", [True, False])
+def test_forecast_of_recorded_losses_is_the_reference_s(learning_rate, training):
+    """Real series, from a slow start to a diverging one: the reference's forecast.
+    Every one stays within a unit of a parabola, where FITPACK's spline is the
+    least-squares parabola. At 0.003 the loss falls almost linearly: the fit's optimum
+    is flat in beta, where rounding moves Nelder-Mead's path (and the reference's
+    forecast is below zero, a straight line's extrapolation), hence 1e-3."""
+    losses = recorded_losses(learning_rate)
+    expected = reference_forecast(losses, HORIZON, training)
+    if not np.all(np.isfinite(losses)):
+        assert forecast(losses, HORIZON, training) == NAN_SCORE
+    else:
+        assert forecast(losses, HORIZON, training) == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_forecast_of_noisy_exponentials_is_the_reference_s(seed):
+    rng = np.random.default_rng(seed)
+    steps = np.arange(rng.choice([100, 200, 400]))
+    losses = rng.uniform(0.5, 3) * np.exp(-steps / rng.uniform(20, 300)) + rng.uniform(0, 1)
+    losses = losses + rng.uniform(0.01, 0.3) * rng.standard_normal(steps.size)
+    assert forecast(losses, HORIZON) == pytest.approx(reference_forecast(losses, HORIZON), rel=1e-9)
+
+
+def test_the_exponential_fit_recovers_an_exponential():
+    steps = np.arange(100, dtype=np.float64)
+    a, b, c = autolrs_forecast.fit_exponential(steps, 2.0 * np.exp(-0.02 * steps) + 0.5)
+    assert (a, b, c) == pytest.approx((2.0, -0.02, 0.5), rel=1e-3)
+
+
+def test_a_nan_or_an_infinity_scores_the_reference_s_penalty():
+    losses = list(np.linspace(2.0, 1.0, 100))
+    assert forecast(losses[:50] + [np.nan] + losses[51:], HORIZON) == NAN_SCORE
+    assert forecast(losses[:50] + [np.inf] + losses[51:], HORIZON) == NAN_SCORE
+
+
+def test_only_the_first_half_loses_points():
+    """Outliers in the second half stay; the first half's go, 3 % a round in training,
+    the single worst once for validation losses."""
+    steps = np.arange(100, dtype=np.float64)
+    losses = 1.0 + 0.001 * np.sin(steps)
+    losses[[10, 20, 30, 70, 80]] += 5.0
+    kept, _ = drop_outliers(steps, losses, training=True)
+    assert {10.0, 20.0, 30.0}.isdisjoint(kept) and {70.0, 80.0} <= set(kept)
+    kept, _ = drop_outliers(steps, losses, training=False)
+    assert len(kept) == 99 and {70.0, 80.0} <= set(kept)
+
+
+def test_a_short_series_drops_at_least_one_point_not_its_whole_first_half():
+    """Departure: the reference rounds 3 % of 20 points to none and then drops every
+    point of the first half; here the worst one each round."""
+    steps = np.arange(20, dtype=np.float64)
+    losses = np.exp(-steps / 10.0)
+    losses[3] += 1.0
+    kept, _ = drop_outliers(steps, losses, training=True)
+    assert 3.0 not in kept and set(steps[10:]) <= set(kept) and len(kept) >= 10
+
+
+def test_a_noisy_series_gets_a_spline_that_meets_the_smoothing_condition():
+    """Losses more than a unit from any parabola: the spline's squared residuals sum to
+    the number of points, as SciPy's do."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(100, dtype=np.float64)
+    losses = 50.0 * np.exp(-steps / 30.0) + 3.0 * rng.standard_normal(steps.size)
+    ours = smoothing_spline(steps, losses, steps)
+    scipy_spline = UnivariateSpline(steps, losses, k=2)(steps)
+    assert np.sum((ours - losses) ** 2) == pytest.approx(len(steps), rel=1e-3)
+    assert np.sum((scipy_spline - losses) ** 2) == pytest.approx(len(steps), rel=1e-3)
+
+
+@pytest.mark.parametrize("function", [lambda b: (b - 1.3) ** 2, lambda b: np.cos(b) + 0.1 * b * b, lambda b: abs(b + 2.7) ** 1.5])
+def test_nelder_mead_takes_scipy_s_steps(function):
+    expected = optimize.fmin(lambda v: function(v[0]), 0.0, xtol=1e-5, ftol=1e-5, disp=False)[0]
+    assert nelder_mead_1d(function, 0.0) == expected
