@@ -7,8 +7,10 @@ from the `tau'` losses of the segment. As the reference (`autolrs_server.py`,
 
 1. Smooth: fit a quadratic smoothing spline, drop the points farthest from it, and
    fit again; training losses: the worst 3 % each round, 10 rounds; validation losses:
-   the single worst, once. Only points of the series' first half may go (the loss
-   there falls fastest, and its noise matters least to the forecast).
+   the single worst, once. Only points at an index below half the series' length may
+   go; the index is the point's place among those left, so after a few rounds points
+   a little past the middle may go too (as in the reference, whose forecasts this
+   keeps).
 2. Fit y = a * exp(b * x) + c to the smoothed curve at every step, with b = -exp(beta):
    for a given beta, a and c by least squares; beta by Nelder-Mead from 0.
 3. The forecast is a * exp(b * horizon) + c; a series with a NaN scores `NAN_SCORE`.
@@ -23,8 +25,8 @@ penalty found by bisection, meets the same condition: the same smoothness budget
 not the same curve. `tests/test_autolrs_forecast.py` measures both against SciPy's.
 
 Departures, each for a defect of the reference:
-- A series shorter than 34 points rounds 3 % to no point, and the reference then
-  drops every point of the first half; here at least one point, as for 34 or more.
+- A series of 16 points or fewer rounds 3 % to no point, and the reference then
+  drops, each round, every point it may; here one point a round, as from 17 points.
 - A series with an infinite loss scores `NAN_SCORE` too (the reference's spline
   fails on it).
 - The exponential's residual is computed, not taken from `numpy.linalg.lstsq`, which

@@ -154,7 +154,6 @@ class FactorProbe:
         is made as it is assigned, so no step-sized list is kept."""
         losses = []
         for f in self._factors:
-            f = float(f)
             if self._distributed:
                 self._assign(self._weights, [position(i, tf.cast(f, w.dtype)) for i, w in enumerate(self._weights)])
             else:
@@ -170,12 +169,10 @@ class FactorProbe:
         starts = [tf.identity(w) for w in self._weights]
         with tf.GradientTape() as tape:
             loss = self._loss(x, y)
-        gradients = tape.gradient(loss, self._weights)
+        gradients = [None if g is None else tf.convert_to_tensor(g) for g in tape.gradient(loss, self._weights)]
         if self._distributed:  # the same step on every replica: the global probe's gradient
-            present = [g for g in gradients if g is not None]
-            reduced = iter(self._mean_over_replicas([tf.convert_to_tensor(g) for g in present]))
+            reduced = iter(self._mean_over_replicas([g for g in gradients if g is not None]))
             gradients = [None if g is None else next(reduced) for g in gradients]
-        gradients = [None if g is None else tf.convert_to_tensor(g) for g in gradients]
 
         def position(i, f):
             g = gradients[i]

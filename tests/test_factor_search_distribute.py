@@ -16,7 +16,7 @@ BATCH, STEPS_PER_EPOCH, EPOCHS = 32, 8, 4
 STEPS_PER_EXECUTION = [1] if IS_KERAS_3 else [1, 8]
 
 
-def fit(model, steps_per_execution, **kwargs):
+def fit(model, **kwargs):
     search = keras_autowu.FactorSearch(verbose=0, update_interval=8, probe_batch_size=BATCH, **kwargs)
     x, y = classification_data(BATCH * STEPS_PER_EPOCH)
     model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, callbacks=[search], verbose=0, shuffle=False)
@@ -34,11 +34,11 @@ def test_replicas_agree_and_the_run_is_the_one_device_run(direction, steps_per_e
     """Every replica ends with the same weights and learning rate, and the probes see the
     global probe batch: the learning rates are those of the same run on one device."""
     keras.utils.set_random_seed(0)
-    single = fit(tiny_classifier("sgd", steps_per_execution), steps_per_execution, direction=direction)
+    single = fit(tiny_classifier("sgd", steps_per_execution), direction=direction)
     keras.utils.set_random_seed(0)
     with mirrored_strategy.scope():
         model = tiny_classifier("sgd", steps_per_execution)
-    mirrored = fit(model, steps_per_execution, direction=direction)
+    mirrored = fit(model, direction=direction)
 
     for weight in [*model.weights, model.optimizer.learning_rate]:
         first, second = replica_values(weight)
