@@ -83,6 +83,18 @@ def test_forecast_of_noisy_exponentials_is_the_reference_s(seed):
     assert forecast(losses, HORIZON) == pytest.approx(reference_forecast(losses, HORIZON), rel=1e-9)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_long_series_too_noisy_for_any_parabola_forecasts_near_the_reference(seed):
+    """800 steps whose noise is three times the fall: SciPy's spline takes a knot per
+    point or so, ours at most MAX_KNOTS, which bounds its cost; the forecasts stay
+    within 15 %."""
+    rng = np.random.default_rng(seed)
+    steps = np.arange(800, dtype=np.float64)
+    losses = 2.0 * np.exp(-steps / 200.0) + 0.5 + 1.5 * rng.standard_normal(steps.size)
+    expected = reference_forecast(losses, 8000)
+    assert forecast(losses, 8000) == pytest.approx(expected, rel=0.15)
+
+
 def test_the_exponential_fit_recovers_an_exponential():
     steps = np.arange(100, dtype=np.float64)
     a, b, c = autolrs_forecast.fit_exponential(steps, 2.0 * np.exp(-0.02 * steps) + 0.5)
