@@ -44,10 +44,8 @@ import numpy as np
 NAN_SCORE = 1e6  # the reference's score for a series with a NaN
 SPLINE_DEGREE = 2
 TRAINING_FILTER = dict(share=0.03, rounds=10)
-DROPPABLE_SHARE = 0.5
-# Interior knots of the penalised spline, at most; FITPACK too stops well short of one
-# per point on a loss curve.
-MAX_KNOTS = 100  # only points before this share of the series may be dropped
+DROPPABLE_SHARE = 0.5  # only points before this share of the series may be dropped
+MAX_KNOTS = 100  # interior knots of the penalised spline, at most
 _NELDER_MEAD_TOLERANCE = 1e-5  # on beta and on the residual, as the reference's fmin
 
 
