@@ -49,19 +49,36 @@ MAX_KNOTS = 100  # interior knots of the penalised spline, at most
 _NELDER_MEAD_TOLERANCE = 1e-5  # on beta and on the residual, as the reference's fmin
 
 
-def forecast(losses, horizon, training=True):
+RULES = ("bounded", "reference")
+
+
+def forecast(losses, horizon, training=True, rule="reference"):
     """The loss that the series `losses` (one per step, or per evaluation for validation
-    losses) forecasts at step `horizon` counted from its first point."""
+    losses) forecasts at step `horizon` counted from its first point.
+
+    rule: "reference", the reference's fit; "bounded", the exponential's time constant
+      at most the series' length, and the forecast not below 0 when no loss was: a
+      series that falls almost linearly no longer extrapolates to a loss far below
+      zero (see `fit_exponential`).
+    """
     ys = np.asarray(losses, np.float64)
     if ys.size == 0 or not np.all(np.isfinite(ys)):
         return NAN_SCORE
     if ys.size <= SPLINE_DEGREE + 1:
         return float(ys[-1])  # too short for a spline: its last loss
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging series: scored below
+        return _forecast(ys, horizon, training, rule)
+
+
+def _forecast(ys, horizon, training, rule):
     xs = np.arange(ys.size, dtype=np.float64)
     kept_x, kept_y = drop_outliers(xs, ys, training)
     smoothed = smoothing_spline(kept_x, kept_y, xs)
-    a, b, c = fit_exponential(xs, smoothed)
+    bounded = rule == "bounded"
+    a, b, c = fit_exponential(xs, smoothed, max_time_constant=float(ys.size) if bounded else None)
     value = a * np.exp(b * horizon) + c
+    if bounded and np.all(ys >= 0):
+        value = max(value, 0.0)
     return float(value) if np.isfinite(value) else NAN_SCORE
 
 
@@ -149,9 +166,16 @@ def _residual(beta, xs, ys):
     return float(np.sum((design @ coefficients - ys) ** 2))
 
 
-def fit_exponential(xs, ys):
-    """(a, b, c) of y = a * exp(b * x) + c, b < 0, fitted as in step 2."""
-    beta = nelder_mead_1d(lambda value: _residual(value, xs, ys), 0.0)
+def fit_exponential(xs, ys, max_time_constant=None):
+    """(a, b, c) of y = a * exp(b * x) + c, b < 0, fitted as in step 2.
+
+    max_time_constant: when given, -1 / b is at most this. A series that falls almost
+    linearly is fitted best by a time constant far beyond its length, with a and c
+    huge and of opposite signs, and its forecast is a straight line's extrapolation;
+    the bound keeps the curve's bend within the series seen.
+    """
+    low = -np.log(max_time_constant) if max_time_constant else -np.inf
+    beta = max(nelder_mead_1d(lambda value: _residual(max(value, low), xs, ys), 0.0), low)
     design = _exponential_design(xs, beta)
     a, c = np.linalg.lstsq(design, ys, rcond=None)[0]
     return float(a), float(-np.exp(beta)), float(c)

@@ -1,4 +1,4 @@
-"""A picture of an AutoWU run: learning rate and loss against steps."""
+"""Pictures of a run: learning rate and loss against steps, for each scheduler."""
 
 import numpy as np
 
@@ -89,6 +89,55 @@ def plot_factor_search(scheduler, path, title="Factor search"):
         ax_loss.legend(loc="upper right", fontsize=8)
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("probe loss")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_autolrs(scheduler, path, title="AutoLRS"):
+    """Draws an AutoLRS run: the learning rate of every step, the explored segments
+    shaded (each starts from its stage's checkpoint), and the training loss.
+
+    Args:
+      scheduler: The `AutoLRSScheduler` of the run (`AutoLRS(...).scheduler` after fit).
+      path: Where to save the PNG.
+      title: The figure's title.
+
+    Returns:
+      The matplotlib Figure.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 6))
+    ax_lr, ax_loss = fig.subplots(2, 1, sharex=True)
+    colors = {"warmup": "C2", "explore": "0.6", "exploit": "C0", "final": "C0"}
+    labelled = set()
+    for segment in scheduler.segments:
+        label = {"explore": "explored", "exploit": "trained (chosen)", "warmup": "warmup"}.get(segment.kind)
+        ax_lr.plot(
+            [segment.start, segment.stop], [segment.learning_rate] * 2, color=colors[segment.kind], lw=2,
+            label=label if label not in labelled else None,
+        )
+        labelled.add(label)
+        if segment.kind == "explore":
+            for ax in (ax_lr, ax_loss):
+                ax.axvspan(segment.start, segment.stop, color="0.9", lw=0)
+    for stage in scheduler.stages:
+        if stage.rolled_back:
+            ax_lr.axvline(stage.start, color="C3", ls=":", lw=1.2)
+    ax_lr.set_yscale("log")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.legend(loc="lower right", fontsize=8)
+    losses = np.asarray(scheduler.losses, np.float64)
+    start = scheduler.first_step
+    ax_loss.plot(start + np.arange(losses.size), losses, color="C1", lw=0.8, alpha=0.7)
+    finite = losses[np.isfinite(losses)]
+    if finite.size:
+        low, high = np.percentile(finite, [0.5, 99])
+        ax_loss.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+    ax_loss.set_xlabel("step (grey: explored segments)")
+    ax_loss.set_ylabel("training loss")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

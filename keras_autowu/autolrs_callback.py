@@ -1,0 +1,206 @@
+"""AutoLRS as a Keras callback: thin glue between `model.fit`, `AutoLRSScheduler` (the
+decisions), `StageCheckpoint` (the in-memory checkpoint) and the train-step hook that
+records each step's loss and sets each step's learning rate in the graph."""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_autowu import checks, factor_probe, fit_callbacks, train_step_hook
+from keras_autowu._keras import IS_KERAS_3, check_settable_learning_rate, keras, steps_per_execution
+from keras_autowu.autolrs import AutoLRSConfig, AutoLRSScheduler
+from keras_autowu.config import check_run_length
+from keras_autowu.run_variables import RunVariables
+from keras_autowu.stage_checkpoint import StageCheckpoint
+
+
+class AutoLRS(keras.callbacks.Callback):
+    """AutoLRS (Jin et al., ICLR 2021) for `model.fit`: the learning rate found stage by
+    stage by Bayesian optimisation on the fly.
+
+    Each stage explores `explored` learning rates in [min_lr, max_lr] for tau / 10 steps
+    each, all from the same in-memory checkpoint, forecasts each one's loss tau steps
+    ahead, and trains tau steps with the best. The exploration counts in the fit's
+    steps: a 10-epoch fit is 10 epochs, of which about half explore. See
+    `AutoLRSScheduler` for the arguments, which this callback takes too.
+
+    Args:
+      min_lr, max_lr: the search's bounds, on a log scale.
+      validation_data: (x, y) arrays or a `tf.data.Dataset` of (x, y) batches: the late
+        stages (once tau' reaches tau_max / 10) score the explored learning rates on
+        its loss, evaluated 16 times per explored segment, as the reference does.
+        None: they score the training loss, like the early stages.
+      steps_per_epoch, total_epochs: taken from `fit` when None.
+      **kwargs: `tau`, `tau_ratio`, `explored`, `tau_max`, `warmup_steps`,
+        `forecast`, `seed`, `verbose`.
+
+    Example:
+
+    ```python
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  loss="sparse_categorical_crossentropy")
+    autolrs = keras_autowu.AutoLRS(min_lr=1e-4, max_lr=1.0)
+    model.fit(x, y, epochs=40, callbacks=[autolrs])
+    keras_autowu.plot_autolrs(autolrs.scheduler, "autolrs.png")
+    ```
+    """
+
+    sets_learning_rate = True  # no other scheduler in the same fit (fit_callbacks)
+
+    def __init__(self, min_lr=1e-5, max_lr=1.0, validation_data=None, steps_per_epoch=None, total_epochs=None, **kwargs):
+        super().__init__()
+        self._kwargs = dict(kwargs, min_lr=min_lr, max_lr=max_lr)
+        self.config = AutoLRSConfig(**self._kwargs)  # checks the arguments now
+        check_run_length(steps_per_epoch, total_epochs, allow_none=True)
+        self._validation_dataset = _validation_dataset(validation_data)
+        self._steps_per_epoch, self._total_epochs = steps_per_epoch, total_epochs
+        self.scheduler = self.checkpoint = self._hook = None
+        self._supports_tf_logs = True
+
+    def set_params(self, params):
+        super().set_params(params)
+        callback_list = fit_callbacks.calling_callback_list()
+        if callback_list is not None:
+            fit_callbacks.refuse_other_schedulers("AutoLRS", self, callback_list)
+            fit_callbacks.move_first(self, callback_list)
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        check_settable_learning_rate("AutoLRS", model.optimizer)
+        steps_per_epoch = self._steps_per_epoch or self.params.get("steps")
+        total_epochs = self._total_epochs or self.params.get("epochs")
+        if not steps_per_epoch or not total_epochs:
+            raise ValueError(
+                "AutoLRS needs the run's length, which fit does not know here (a dataset of "
+                "unknown length): pass AutoLRS(steps_per_epoch=..., total_epochs=...). "
+                f"Received steps_per_epoch={steps_per_epoch!r}, total_epochs={total_epochs!r}"
+            )
+        self.steps_per_epoch = steps_per_epoch
+        learning_rate = float(tf.convert_to_tensor(model.optimizer.learning_rate).numpy())
+        self.scheduler = AutoLRSScheduler(
+            steps_per_epoch * total_epochs, learning_rate, steps_per_execution(model),
+            validation=self._validation_dataset is not None, **self._kwargs,
+        )
+        if self.config.verbose and self.config.tau is None:
+            print(f"AutoLRS: tau={self.scheduler.tau} (first stage: {self.scheduler.plan.stage(0).end} steps of {self.scheduler.total_steps}).")
+        _build_optimizer(model)
+        self.checkpoint = StageCheckpoint(model)
+        self._variables = _run_variables(model, self.scheduler.total_steps)
+        self._hook = train_step_hook.TrainStepHook(self._variables)
+        self._hook.install(model)
+        self._validation_loss = _validation_loss_function(model) if self._validation_dataset is not None else None
+        self._fit_start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_first_step = epoch * self.steps_per_epoch
+        if self._fit_start is None:
+            self._fit_start = self._read_from = self._epoch_first_step
+            self._variables.start_run(self._fit_start)
+            self._table = np.zeros(self.scheduler.total_steps + 1, np.float32)
+            if epoch == 0:
+                self.scheduler.reset()
+            else:  # BackupAndRestore or fit(initial_epoch=...): the in-memory checkpoint is gone
+                rate = float(tf.convert_to_tensor(self.model.optimizer.learning_rate).numpy())
+                self.scheduler.resume(self._fit_start, rate)
+                if self.config.verbose:
+                    print(f"AutoLRS: resuming at step {self._fit_start}; a stage cut short starts again from here.")
+            self._write_table(self._fit_start)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self._epoch_first_step + batch
+        scheduler = self.scheduler
+        if step < scheduler.next_boundary or step >= scheduler.total_steps:
+            return
+        losses = self._variables.read_losses(self._read_from - self._fit_start, step - self._fit_start)
+        self._read_from = step
+        validation = self._validation_loss(self._validation_dataset) if scheduler.validation_due(step) else None
+        for request in scheduler.advance(step, losses, validation_loss=None if validation is None else float(validation)):
+            if request.kind == "snapshot":
+                self.checkpoint.save()
+            else:
+                self.checkpoint.restore(request.velocity_scale)
+        self._write_table(step)
+
+    def _write_table(self, step):
+        """The learning rate of every step from `step` to the next boundary, and the same
+        after it (a boundary that falls inside a chunk is acted on at the chunk's end)."""
+        scheduler = self.scheduler
+        stop = min(max(scheduler.next_boundary, step + 1), scheduler.total_steps)
+        rates = scheduler.learning_rates(step, stop)
+        offset = self._fit_start
+        self._table[step - offset : stop - offset] = rates
+        self._table[stop - offset :] = rates[-1] if rates.size else self._table[step - offset]
+        self._variables.set_learning_rates(self._table)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            step = min(self._epoch_first_step + self.steps_per_epoch, self.scheduler.total_steps) - 1
+            logs["learning_rate"] = float(self._table[step - self._fit_start])
+
+    def on_train_end(self, logs=None):
+        scheduler = self.scheduler
+        end = min(int(self._variables.count()) + self._fit_start, scheduler.total_steps)
+        scheduler.losses.extend(self._variables.read_losses(self._read_from - self._fit_start, end - self._fit_start).tolist())
+        train_step_hook.uninstall(self.model)
+        self._fit_start = None
+
+
+def _build_optimizer(model):
+    """The optimizer's slots made now, so that the stage checkpoint holds them."""
+    optimizer = model.optimizer
+    if not model.built:
+        raise ValueError(
+            "AutoLRS checkpoints the weights before the first step, so the model must be built "
+            "before fit: give it an Input (keras.Input(shape)) or call model.build(input_shape)."
+        )
+    if hasattr(optimizer, "build") and not getattr(optimizer, "built", getattr(optimizer, "_built", False)):
+        optimizer.build(model.trainable_variables)
+    elif hasattr(optimizer, "_create_all_weights"):  # legacy optimizers (tensorflow-addons)
+        with model.distribute_strategy.scope():
+            optimizer._create_all_weights(model.trainable_variables)
+
+
+def _run_variables(model, total_steps):
+    """The per-step losses and learning rates for the hook, outside the optimizer: the
+    in-memory checkpoint does not survive a restart, so nothing here needs saving."""
+
+    def variable(value, dtype, name):
+        return tf.Variable(
+            value, dtype=dtype, trainable=False, name=name,
+            # Every replica writes the same (global) values.
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
+
+    with model.distribute_strategy.scope():
+        return RunVariables(
+            variable(tf.fill([total_steps + 1], np.float32(np.nan)), tf.float32, "autolrs_losses"),
+            variable(0, tf.int64, "autolrs_steps_recorded"),
+            variable(-1, tf.int64, "autolrs_step_offset"),
+            variable(tf.zeros([total_steps + 1], tf.float32), tf.float32, "autolrs_learning_rates"),
+        )
+
+
+def _validation_dataset(validation_data):
+    if validation_data is None:
+        return None
+    if isinstance(validation_data, tf.data.Dataset):
+        return validation_data
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+        x, y = validation_data
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(256)
+    checks.fail("AutoLRS", "validation_data", type(validation_data).__name__, "`validation_data` to be (x, y) or a tf.data.Dataset of (x, y) batches")
+
+
+def _validation_loss_function(model):
+    """The compiled loss's mean over a dataset, in inference mode."""
+    loss_function = factor_probe.probe_loss_function(model)
+
+    @tf.function
+    def validation_loss(dataset):
+        total, rows = tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64)
+        for x, y in dataset:
+            per_row = tf.cast(tf.reshape(loss_function(y, model(x, training=False)), [-1]), tf.float64)
+            total += tf.reduce_sum(per_row)
+            rows += tf.cast(tf.size(per_row), tf.float64)
+        return total / rows
+
+    return validation_loss
