@@ -331,7 +331,7 @@ class AutoLRSScheduler:
             return requests
         self._stage = stage
         self._search = LearningRateSearch(self.config.min_lr, self.max_lr, stage.explored, [self.config.seed, stage.index])
-        self._forecasts_done = []
+        self._segment_ends = []
         self._stage_start_losses = []
         learning_rate = self._search.propose()
         self._begin_segment(step, step + stage.explore_steps, learning_rate, "explore")
@@ -342,15 +342,25 @@ class AutoLRSScheduler:
         segment_losses = self._segment_losses
         if segment_losses:
             self._stage_start_losses.append(segment_losses[0])
+        self._segment_ends.append(_tail_mean(segment_losses))
         self._search.tell(self._forecast())
         stage = self._stage
         if len(self._search.forecasts) < stage.explored:
             learning_rate = self._search.propose()
             self._begin_segment(step, step + stage.explore_steps, learning_rate, "explore")
         else:
-            learning_rate, _ = self._search.best()
+            learning_rate = self._choose()
             self._begin_segment(step, step + stage.exploit_steps, learning_rate, "exploit")
         return [Request("restore", step, learning_rate / self._last_learning_rate)]
+
+    def _choose(self):
+        """The explored learning rate of the lowest forecast; between equal forecasts
+        (two segments that both reach 0 under the bounded rule), the lower loss at the
+        segment's end."""
+        forecasts = np.asarray(self._search.forecasts)
+        ends = np.nan_to_num(np.asarray(self._segment_ends), nan=np.inf)
+        index = int(np.lexsort((ends, forecasts))[0])
+        return self._search.learning_rate(self._search.points[index])
 
     def _forecast(self):
         stage = self._stage
@@ -366,15 +376,14 @@ class AutoLRSScheduler:
 
     def _end_exploitation(self, step):
         stage, chosen = self._stage, self._segment.learning_rate
-        tail = np.asarray(self._segment_losses[-max(1, len(self._segment_losses) // 10):], np.float64)
         start_loss = float(np.median(self._stage_start_losses)) if self._stage_start_losses else math.inf
-        diverged = not np.all(np.isfinite(tail)) or float(np.mean(tail)) > DIVERGED * start_loss
+        end_loss = _tail_mean(self._segment_losses)
+        diverged = not np.isfinite(end_loss) or end_loss > DIVERGED * start_loss
         record = StageRecord(
             stage.index, stage.start, stage.explore_steps, stage.exploit_steps, stage.on_validation,
             tuple(self._search.learning_rate(p) for p in self._search.points), tuple(self._search.forecasts), chosen, diverged,
         )
         self.stages.append(record)
-        self._report(record)
         self._stage_index += 1
         requests = []
         if diverged:
@@ -383,6 +392,7 @@ class AutoLRSScheduler:
             requests.append(Request("restore", step, 1.0))
         else:
             self._last_learning_rate = chosen
+        self._report(record)
         return self._start_stage_or_final(step, requests)
 
     def _report(self, record):
@@ -397,3 +407,9 @@ class AutoLRSScheduler:
         if record.rolled_back:
             line += f"; its loss diverged: rolled back to step {record.start}, later stages search below {self.max_lr:.4g}"
         print(line + ".")
+
+
+def _tail_mean(losses):
+    """The mean of the last tenth of a segment's losses (not finite if any is not)."""
+    tail = np.asarray(losses[-max(1, len(losses) // 10):], np.float64)
+    return float(np.mean(tail)) if tail.size else math.nan
