@@ -16,7 +16,7 @@ where an in-process Keras scheduler must decide something it leaves to its clien
   if it fits whole before the run's end, and the steps after the last one train at
   its learning rate.
 - **tau fits the run.** By default (`tau=None`) tau is the reference's 1000, or less,
-  so that the run holds at least three stages.
+  so that the run holds at least two stages.
 - **Every step runs at the learning rate the plan gives it**: the reference's client
   runs one step after each restore at the learning rate stored in the restored
   optimizer state.
@@ -26,9 +26,10 @@ where an in-process Keras scheduler must decide something it leaves to its clien
   linearly is extrapolated by the reference far below zero, and a slow learning rate
   wins (`autolrs_forecast`).
 - **A guard on the exploitation.** When a stage's training ends with a non-finite loss,
-  or a loss above `DIVERGED` times the loss at the stage's start, the stage's
-  checkpoint comes back and later stages search below half the learning rate that
-  diverged. The reference trains on.
+  a loss above `DIVERGED` times the loss at the stage's start, or a loss no lower than
+  an explored segment reached in a tenth of the steps (the chosen rate killed the
+  network), the stage's checkpoint comes back and later stages search below half
+  the learning rate that failed. The reference trains on.
 
 The scheduler is driven at host boundaries (`next_boundary`): `advance(step, losses)`
 hands it the per-step losses since the last one (a caller that can act only later,
@@ -48,7 +49,7 @@ from keras_autowu.autolrs_search import LearningRateSearch
 
 _OWNER = "AutoLRS"
 REFERENCE_TAU = 1000
-MIN_STAGES = 3  # what tau=None leaves room for
+MIN_STAGES = 2  # what tau=None leaves room for
 VALIDATIONS_PER_SEGMENT = 16  # the reference's val_freq = tau' / 16
 DIVERGED = 1.5  # a stage's last losses over this times its starting loss: a rescue
 
@@ -150,7 +151,7 @@ class AutoLRSScheduler:
         then score on it, as the reference does. False: they score the training loss.
       min_lr, max_lr: the search's bounds (a log scale).
       tau: steps of training with each stage's learning rate; None: the reference's
-        1000, or less so that the run holds at least three stages.
+        1000, or less so that the run holds at least two stages.
       tau_ratio: tau over tau', the steps each explored learning rate trains.
       explored: learning rates explored per stage (k).
       tau_max: tau' doubles after each stage while below tau_max / 10.
@@ -281,7 +282,9 @@ class AutoLRSScheduler:
     def advance(self, step, losses, validation_loss=None):
         """Takes the training losses of the steps since the last call (one per step, in
         order), and at a `validation_due` step the validation loss; returns the
-        `Request`s for the weights before `step` trains."""
+        `Request`s for the weights before `step` trains. At the run's end, a last call
+        with step = total_steps judges the last stage's training, and asks for its
+        checkpoint back if that training diverged."""
         if step < self.next_boundary:
             raise ValueError(f"AutoLRS expects advance() at step {self.next_boundary} or later. Received step={step}")
         losses = [float(v) for v in np.asarray(losses, np.float64).reshape(-1)]
@@ -356,10 +359,11 @@ class AutoLRSScheduler:
     def _choose(self):
         """The explored learning rate of the lowest forecast; between equal forecasts
         (two segments that both reach 0 under the bounded rule), the lower loss at the
-        segment's end."""
+        segment's end, then the lower learning rate."""
         forecasts = np.asarray(self._search.forecasts)
         ends = np.nan_to_num(np.asarray(self._segment_ends), nan=np.inf)
-        index = int(np.lexsort((ends, forecasts))[0])
+        rates = np.asarray(self._search.points)  # then the lower learning rate: the safer
+        index = int(np.lexsort((rates, ends, forecasts))[0])
         return self._search.learning_rate(self._search.points[index])
 
     def _forecast(self):
@@ -378,7 +382,10 @@ class AutoLRSScheduler:
         stage, chosen = self._stage, self._segment.learning_rate
         start_loss = float(np.median(self._stage_start_losses)) if self._stage_start_losses else math.inf
         end_loss = _tail_mean(self._segment_losses)
-        diverged = not np.isfinite(end_loss) or end_loss > DIVERGED * start_loss
+        best_explored = float(np.nanmin(self._segment_ends)) if np.isfinite(self._segment_ends).any() else math.inf
+        # Not finite, far above the start, or no lower than an explored learning rate
+        # got in a tenth of the steps (a network the chosen rate killed).
+        diverged = not np.isfinite(end_loss) or end_loss > DIVERGED * start_loss or end_loss >= best_explored
         record = StageRecord(
             stage.index, stage.start, stage.explore_steps, stage.exploit_steps, stage.on_validation,
             tuple(self._search.learning_rate(p) for p in self._search.points), tuple(self._search.forecasts), chosen, diverged,

@@ -139,7 +139,13 @@ class AutoLRS(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         scheduler = self.scheduler
         end = min(int(self._variables.count()) + self._fit_start, scheduler.total_steps)
-        scheduler.losses.extend(self._variables.read_losses(self._read_from - self._fit_start, end - self._fit_start).tolist())
+        losses = self._variables.read_losses(self._read_from - self._fit_start, end - self._fit_start)
+        if end == scheduler.total_steps and scheduler.next_boundary == end:
+            # The last stage's training ends with the run: a diverged one gives back its checkpoint.
+            for request in scheduler.advance(end, losses):
+                self.checkpoint.restore(request.velocity_scale)
+        else:
+            scheduler.losses.extend(losses.tolist())
         train_step_hook.uninstall(self.model)
         self._fit_start = None
 

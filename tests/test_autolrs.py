@@ -40,6 +40,9 @@ def run(scheduler, model, chunk=1, validation=None):
             losses.append(model.step(rate))
             rates.append(rate)
             step += 1
+    if scheduler.next_boundary == step:  # the last stage's training ends with the run
+        for request in scheduler.advance(step, losses):
+            model.w = saved.copy()
     return np.asarray(rates)
 
 
@@ -113,6 +116,45 @@ def test_a_diverging_stage_is_rolled_back_and_later_stages_search_below_it():
     assert rates.size == 3000
 
 
+def test_a_rate_that_kills_the_network_is_rolled_back_though_the_loss_stays_finite():
+    """Above 0.1 for more than 20 steps in a row the weights freeze where they were at
+    the stage's start (a dead network): no divergence, but the stage's training ends
+    no lower than an explored segment did."""
+
+    class Dying(Quadratic):
+        def step(self, lr):
+            self.run_length = getattr(self, "run_length", 0) + 1 if lr > 0.1 else 0
+            if self.run_length == 21:
+                self.w = np.full(self.h.size, 3.0)
+            return super().step(0.0 if self.run_length > 20 else min(lr, 0.15))
+
+    scheduler = AutoLRSScheduler(3000, 0.01, verbose=0, tau=200, explored=6, min_lr=1e-3, max_lr=1.0, seed=1)
+    model = Dying(curvatures=(1.0,), noise=0.0)
+    run(scheduler, model)
+    rolled = [s for s in scheduler.stages if s.rolled_back]
+    assert rolled and rolled[0].chosen > 0.1 and scheduler.max_lr <= rolled[0].chosen / 2
+    assert 0.5 * np.sum(model.h * model.w**2) < 1e-3
+
+
+def test_a_last_stage_that_diverges_as_the_run_ends_gives_back_its_checkpoint():
+    class BlowsUp(Quadratic):
+        """Above 0.1 for more than 20 steps in a row, the weights grow tenfold a step."""
+
+        def step(self, lr):
+            self.run_length = getattr(self, "run_length", 0) + 1 if lr > 0.1 else 0
+            if self.run_length > 20:
+                self.w = self.w * 10.0
+            return super().step(min(lr, 0.15))
+
+    plan_end = AutoLRSScheduler(10_000, 0.01, tau=200, explored=6).plan.stage(0).end
+    scheduler = AutoLRSScheduler(plan_end, 0.01, verbose=0, tau=200, explored=6, min_lr=1e-3, max_lr=1.0, seed=1)
+    model = BlowsUp(curvatures=(1.0,), noise=0.0)
+    run(scheduler, model)
+    (stage,) = scheduler.stages
+    assert stage.rolled_back and stage.chosen > 0.1
+    np.testing.assert_array_equal(model.w, [3.0])  # the stage's start
+
+
 def test_late_stages_score_the_validation_loss_sixteen_times_per_segment():
     kwargs = dict(tau=160, tau_ratio=10, explored=3, tau_max=320, min_lr=1e-3, max_lr=0.5, verbose=0)
     scheduler = AutoLRSScheduler(6000, 0.01, validation=True, **kwargs)
@@ -144,10 +186,10 @@ def test_a_resumed_run_starts_the_cut_stage_again_from_the_step():
     assert (first.kind, first.start, first.stop) == ("explore", stage.start + 30, stage.start + 30 + stage.explore_steps)
 
 
-def test_tau_none_fits_three_stages_and_a_tau_too_long_is_refused():
+def test_tau_none_fits_two_stages_and_a_tau_too_long_is_refused():
     assert auto_tau(100_000, 0) == 1000
     tau = auto_tau(3000, 0)
-    assert StagePlan(tau).stage(2).end <= 3000 < StagePlan(tau + 1).stage(2).end
+    assert StagePlan(tau).stage(1).end <= 3000 < StagePlan(tau + 1).stage(1).end
     with pytest.raises(ValueError, match=r"AutoLRS expects a run long enough for one stage.*Pass tau=\d+ or less.*Received tau=1000"):
         AutoLRSScheduler(1500, 0.01, tau=1000)
 

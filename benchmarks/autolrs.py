@@ -1,0 +1,188 @@
+"""AutoLRS on real data: the paper's measure, and its cost.
+
+- speedup: the steps each method needs, exploration included, to reach the final
+  validation accuracy of a cosine schedule whose peak learning rate was grid-searched
+  (seed 0, on the final accuracy); the paper reports 1.22x to 1.5x against hand-tuned
+  schedules. AutoLRS (defaults, min_lr=1e-4, max_lr=1) and AutoWU (defaults), SGD
+  with momentum 0.9, seeds 0, 1, 2. Accuracy is read at each epoch's end; for AutoLRS
+  only at epochs that end on trained weights, not on an explored learning rate's
+  (which the next restore throws away).
+- cost: the time AutoLRS's decisions take per stage (the forecasts and the search)
+  against the stage's training time, and the time of one restore of the stage
+  checkpoint, on the benchmark's model and on one of about four million weights.
+
+    python benchmarks/autolrs.py [--data digits mnist1d] [--parts speedup cost] [--quick]
+"""
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+import keras_autowu  # noqa: E402
+from keras_autowu import autolrs as autolrs_module  # noqa: E402
+from keras_autowu._keras import keras  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from paper_claim import digits, mnist1d, small_cnn  # noqa: E402
+
+EPOCHS = {"digits": 30, "mnist1d": 20}
+BATCH_SIZE = {"digits": 32, "mnist1d": 128}
+COSINE_GRID = [0.003, 0.01, 0.03, 0.1, 0.3]
+SEEDS = [0, 1, 2]
+
+
+def train(data, method, seed, epochs, peak_lr=None):
+    """One run: validation accuracy after each epoch, and which epochs end on trained
+    weights (all but AutoLRS's explored segments)."""
+    x_train, y_train, x_val, y_val = data["arrays"]
+    batch = BATCH_SIZE[data["name"]]
+    steps_per_epoch = int(np.ceil(len(x_train) / batch))
+    keras.utils.set_random_seed(seed)
+    callbacks, learning_rate = [], 0.01
+    if method == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(peak_lr, epochs * steps_per_epoch)
+    elif method == "autowu":
+        callbacks.append(keras_autowu.AutoWU(seed=seed, verbose=0))
+    elif method == "autolrs":
+        callbacks.append(autolrs := keras_autowu.AutoLRS(min_lr=1e-4, max_lr=1.0, seed=seed, verbose=0))
+    model = small_cnn(data["name"])
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    start = time.perf_counter()
+    history = model.fit(
+        x_train, y_train, batch_size=batch, epochs=epochs, callbacks=callbacks,
+        validation_data=(x_val, y_val), validation_batch_size=512, verbose=0,
+    )
+    accuracy = np.nan_to_num(np.asarray(history.history["val_accuracy"], np.float64))
+    trained = np.ones(epochs, bool)
+    if method == "autolrs":
+        for epoch in range(epochs):
+            last_step = (epoch + 1) * steps_per_epoch - 1
+            segment = next(s for s in autolrs.scheduler.segments if s.start <= last_step < max(s.stop, s.start + 1))
+            trained[epoch] = segment.kind != "explore"
+    return dict(accuracy=accuracy, trained=trained, steps_per_epoch=steps_per_epoch, seconds=time.perf_counter() - start)
+
+
+def steps_to_reach(run, target):
+    """Steps until the first epoch end on trained weights at or above `target`; None if never."""
+    reached = np.flatnonzero((run["accuracy"] >= target) & run["trained"])
+    return None if reached.size == 0 else int((reached[0] + 1) * run["steps_per_epoch"])
+
+
+def speedup(data, seeds, epochs, grid):
+    print(f"## {data['name']}: steps to the tuned cosine's final validation accuracy ({epochs} epochs, SGD momentum 0.9, batch {BATCH_SIZE[data['name']]})")
+    finals = {lr: train(data, "cosine", 0, epochs, lr)["accuracy"][-1] for lr in grid}
+    best = max(grid, key=lambda lr: finals[lr])
+    print("cosine grid (seed 0, final accuracy): " + ", ".join(f"{lr:g}: {finals[lr]:.4f}" for lr in grid) + f"; tuned peak {best:g}")
+    rows = {m: [] for m in ("cosine", "autowu", "autolrs")}
+    for seed in seeds:
+        runs = {m: train(data, m, seed, epochs, best if m == "cosine" else None) for m in rows}
+        target = runs["cosine"]["accuracy"][-1]
+        base = steps_to_reach(runs["cosine"], target)
+        for method, run in runs.items():
+            steps = steps_to_reach(run, target)
+            rows[method].append((run["accuracy"][-1], steps, None if steps is None else base / steps, run["seconds"]))
+        print(f"seed {seed}: target {target:.4f} at step {base}; " + "; ".join(
+            f"{m} {r[-1][0]:.4f}, reached at {r[-1][1]}" for m, r in rows.items()))
+    print("| Method | Final val. accuracy (mean ± sd) | Reached the target | Speed-up (median) | Fit time (s, mean) |")
+    print("| --- | --- | --- | --- | --- |")
+    for method, results in rows.items():
+        accuracy = np.array([r[0] for r in results])
+        factors = [r[2] for r in results if r[2] is not None]
+        median = f"{np.median(factors):.2f}x" if factors else "never"
+        print(f"| {method} | {accuracy.mean():.4f} ± {accuracy.std():.4f} | {len(factors)} of {len(results)} | "
+              f"{median} | {np.mean([r[3] for r in results]):.1f} |")
+    print()
+
+
+class _Timed:
+    """Wall time of the scheduler's decisions per stage and of each restore."""
+
+    def __init__(self):
+        self.decision, self.restores = [], []
+        advance, restore = autolrs_module.AutoLRSScheduler.advance, keras_autowu.StageCheckpoint.restore
+
+        def timed_advance(scheduler, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return advance(scheduler, *args, **kwargs)
+            finally:
+                self.decision.append(time.perf_counter() - start)
+
+        def timed_restore(checkpoint, *args, **kwargs):
+            start = time.perf_counter()
+            restore(checkpoint, *args, **kwargs)
+            self.restores.append(time.perf_counter() - start)
+
+        autolrs_module.AutoLRSScheduler.advance = timed_advance
+        keras_autowu.StageCheckpoint.restore = timed_restore
+
+
+def big_model():
+    return keras.Sequential([
+        keras.Input((8, 8, 1)), keras.layers.Flatten(),
+        keras.layers.Dense(2048, activation="relu"), keras.layers.Dense(1536, activation="relu"), keras.layers.Dense(10),
+    ])
+
+
+def cost(data, epochs):
+    print(f"## {data['name']}: AutoLRS's cost per stage")
+    timed = _Timed()
+    x_train, y_train, _, _ = data["arrays"]
+    batch = BATCH_SIZE[data["name"]]
+    keras.utils.set_random_seed(0)
+    model = small_cnn(data["name"])
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    autolrs = keras_autowu.AutoLRS(min_lr=1e-4, max_lr=1.0, verbose=0)
+    start = time.perf_counter()
+    model.fit(x_train, y_train, batch_size=batch, epochs=epochs, callbacks=[autolrs], verbose=0)
+    total = time.perf_counter() - start
+    stages = len(autolrs.scheduler.stages)
+    decision = float(np.sum(timed.decision))
+    restore = float(np.sum(timed.restores))
+    weights = model.count_params()
+    print(f"{stages} stages in {total:.1f} s of fit; decisions (forecasts, search) {decision:.2f} s in all, "
+          f"{100 * decision / total:.2f} % of the fit; {len(timed.restores)} restores, "
+          f"{1000 * np.median(timed.restores):.2f} ms each (median), {100 * restore / total:.2f} % of the fit; "
+          f"model of {weights} weights")
+    if data["name"] == "digits":
+        big = big_model()
+        big.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        big.fit(x_train[:64], y_train[:64], batch_size=32, epochs=1, verbose=0)
+        checkpoint = keras_autowu.StageCheckpoint(big)
+        checkpoint.save()
+        timed.restores.clear()
+        for _ in range(20):
+            checkpoint.restore()
+        print(f"restore of a model of {big.count_params()} weights with Adam ({checkpoint.num_bytes / 2**20:.0f} MiB of copies): "
+              f"{1000 * np.median(timed.restores):.1f} ms (median of 20)")
+    print()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", nargs="+", default=["digits", "mnist1d"])
+    parser.add_argument("--parts", nargs="+", default=["speedup", "cost"])
+    parser.add_argument("--quick", action="store_true", help="one seed, fewer epochs, a smaller grid")
+    args = parser.parse_args()
+    for name in args.data:
+        arrays = digits() if name == "digits" else mnist1d()
+        data = dict(name=name, arrays=arrays)
+        epochs = max(8, EPOCHS[name] // 3) if args.quick else EPOCHS[name]
+        if "speedup" in args.parts:
+            speedup(data, SEEDS[:1] if args.quick else SEEDS, epochs, [0.01, 0.1] if args.quick else COSINE_GRID)
+        if "cost" in args.parts:
+            cost(data, epochs)
+
+
+if __name__ == "__main__":
+    main()
