@@ -5,6 +5,7 @@
 # make bench-handover: the hand-over LR candidates (section 4 of docs/benchmarks.md)
 # make bench-warmup: a higher start for a shorter warmup, or a held hand-over LR, at the large batches (section 5)
 # make bench-factor-search: factor search against fixed schedules, its sensitivity and cost (section 6)
+# make bench-autolrs: AutoLRS's steps to a tuned cosine's accuracy, and its cost (section 7)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ COMPAT_VENV ?= .venv-tf215
 COMPAT_PINS = tensorflow==2.15.1 tensorflow-probability==0.23.0 tf-keras==2.15.1 tensorflow-addons==0.23.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-compat bench bench-handover bench-warmup bench-factor-search report
+.PHONY: demo test test-compat bench bench-handover bench-warmup bench-factor-search bench-autolrs report
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +73,14 @@ bench-warmup: $(VENV)/.installed
 	$(MAKE) report
 
 FACTOR_SEARCH = $(VENV)/bin/python benchmarks/factor_search.py
+bench-autolrs: $(VENV)/.installed
+	mkdir -p $(RESULTS)
+	$(VENV)/bin/python benchmarks/autolrs.py --data digits > $(RESULTS)/autolrs_digits.txt & a=$$!; \
+	$(VENV)/bin/python benchmarks/autolrs.py --data mnist1d > $(RESULTS)/autolrs_mnist1d.txt & b=$$!; \
+	wait $$a && wait $$b
+	cat $(RESULTS)/autolrs_*.txt
+	$(MAKE) report
+
 bench-factor-search: $(VENV)/.installed
 	mkdir -p $(RESULTS)
 	$(FACTOR_SEARCH) --threads 1 --data digits --parts compare sensitivity > $(RESULTS)/factor_search_digits.txt & a=$$!; \

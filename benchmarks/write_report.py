@@ -239,6 +239,9 @@ def main():
     for name in ("factor_search_digits", "factor_search_mnist1d", "factor_search_cost"):
         path = folder / f"{name}.txt"
         printed[name] = path.read_text().strip() if path.exists() else "(run `make bench-factor-search`)"
+    for name in ("autolrs_digits", "autolrs_mnist1d"):
+        path = folder / f"{name}.txt"
+        printed[name] = path.read_text().strip() if path.exists() else "(run `make bench-autolrs`)"
     warmup = [(folder / f"warmup_start_{d}.txt") for d in ("digits", "mnist1d")]
     printed["warmup_start"] = "\n".join(
         line for path in warmup if path.exists() for line in path.read_text().splitlines()
@@ -385,6 +388,26 @@ without factor search.
 
 ```
 {factor_search_cost}
+```
+
+## 7. AutoLRS
+
+`make bench-autolrs` (`benchmarks/autolrs.py`). The paper's measure on our data: the
+steps each method needs, exploration included, to reach the final validation accuracy
+of a cosine schedule whose peak learning rate was grid-searched (seed 0, final
+accuracy), with SGD (momentum 0.9), seeds 0, 1, 2. AutoLRS with its defaults
+(`tau=None`: the run holds two stages), `min_lr=1e-4`, `max_lr=1`; AutoWU with its
+defaults. Accuracy is read at each epoch's end, for AutoLRS only at epochs that end
+on trained weights (an explored segment's weights are thrown away at the next
+restore). Then the cost: the time of AutoLRS's decisions (forecasts and search) and of
+its restores against the fit's.
+
+```
+{autolrs_digits}
+```
+
+```
+{autolrs_mnist1d}
 ```
 """
 

@@ -66,14 +66,7 @@ class AutoLRS(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         model = self.model
         check_settable_learning_rate("AutoLRS", model.optimizer)
-        steps_per_epoch = self._steps_per_epoch or self.params.get("steps")
-        total_epochs = self._total_epochs or self.params.get("epochs")
-        if not steps_per_epoch or not total_epochs:
-            raise ValueError(
-                "AutoLRS needs the run's length, which fit does not know here (a dataset of "
-                "unknown length): pass AutoLRS(steps_per_epoch=..., total_epochs=...). "
-                f"Received steps_per_epoch={steps_per_epoch!r}, total_epochs={total_epochs!r}"
-            )
+        steps_per_epoch, total_epochs = fit_callbacks.run_length("AutoLRS", self.params, self._steps_per_epoch, self._total_epochs)
         self.steps_per_epoch = steps_per_epoch
         learning_rate = float(tf.convert_to_tensor(model.optimizer.learning_rate).numpy())
         self.scheduler = AutoLRSScheduler(

@@ -70,14 +70,7 @@ class FactorSearch(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         model = self.model
         check_settable_learning_rate("FactorSearch", model.optimizer)
-        steps_per_epoch = self._steps_per_epoch or self.params.get("steps")
-        total_epochs = self._total_epochs or self.params.get("epochs")
-        if not steps_per_epoch or not total_epochs:
-            raise ValueError(
-                "FactorSearch needs the run's length, which fit does not know here (a dataset "
-                "of unknown length): pass FactorSearch(steps_per_epoch=..., total_epochs=...). "
-                f"Received steps_per_epoch={steps_per_epoch!r}, total_epochs={total_epochs!r}"
-            )
+        steps_per_epoch, total_epochs = fit_callbacks.run_length("FactorSearch", self.params, self._steps_per_epoch, self._total_epochs)
         kwargs = dict(self._kwargs)
         kwargs["update_interval"] = self._aligned_interval(steps_per_epoch)
         self.scheduler = FactorSearchScheduler(

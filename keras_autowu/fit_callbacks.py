@@ -42,6 +42,20 @@ def arrange(autowu, callback_list, scheduler):
     move_first(autowu, callback_list)
 
 
+def run_length(owner, params, steps_per_epoch=None, total_epochs=None):
+    """(steps per epoch, epochs): the ones given, else `fit`'s; a ValueError when fit
+    does not know them (a dataset of unknown length)."""
+    steps_per_epoch = steps_per_epoch or params.get("steps")
+    total_epochs = total_epochs or params.get("epochs")
+    if not steps_per_epoch or not total_epochs:
+        raise ValueError(
+            f"{owner} needs the run's length, which fit does not know here (a dataset of "
+            f"unknown length): pass {owner}(steps_per_epoch=..., total_epochs=...). "
+            f"Received steps_per_epoch={steps_per_epoch!r}, total_epochs={total_epochs!r}"
+        )
+    return steps_per_epoch, total_epochs
+
+
 def move_first(callback, callback_list):
     """First in the list, so that loggers (CSVLogger, TensorBoard) find the learning
     rate it writes into the epoch's logs, in any order the user gave."""

@@ -205,3 +205,11 @@ def test_another_scheduler_in_the_same_fit_is_refused():
     with pytest.raises(ValueError, match="AutoLRS sets the learning rate, and so does ReduceLROnPlateau"):
         model.fit(x, y, batch_size=4, epochs=2, verbose=0,
                   callbacks=[keras_autowu.AutoLRS(verbose=0), keras.callbacks.ReduceLROnPlateau()])
+
+
+def test_a_dataset_of_unknown_length_needs_the_run_s_length():
+    x, y = ones()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).filter(lambda a, b: True)
+    model = linear_model()
+    with pytest.raises(ValueError, match=r"AutoLRS needs the run's length.*Received steps_per_epoch=None"):
+        model.fit(dataset, epochs=2, callbacks=[keras_autowu.AutoLRS(verbose=0)], verbose=0)

@@ -36,3 +36,15 @@ def test_factor_search_example_runs(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert result.stdout.count("FactorSearch: step") == 2
     assert "test accuracy" in result.stdout and plot.exists()
+
+
+def test_autolrs_example_runs(tmp_path):
+    """The AutoLRS example trains its stages, prints them, and plots."""
+    plot = tmp_path / "autolrs.png"
+    result = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "autolrs_digits.py"), str(plot), "10"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert result.stdout.count("AutoLRS: stage ") >= 2
+    assert "test accuracy" in result.stdout and plot.exists()
