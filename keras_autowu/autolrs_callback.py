@@ -191,7 +191,7 @@ def _validation_dataset(validation_data):
 
 def _validation_loss_function(model):
     """The compiled loss's mean over a dataset, in inference mode."""
-    loss_function = factor_probe.probe_loss_function(model)
+    loss_function = factor_probe.probe_loss_function(model, "AutoLRS scores validation_data with the compiled loss")
 
     @tf.function
     def validation_loss(dataset):

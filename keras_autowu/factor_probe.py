@@ -37,8 +37,9 @@ from keras_autowu._keras import keras
 _ORIGINAL_ATTRIBUTE = "_factor_search_probe_installed"
 
 
-def probe_loss_function(model):
-    """The compiled loss as a function of (y_true, y_pred) to per-row losses, or a ValueError."""
+def probe_loss_function(model, use="FactorSearch probes the compiled loss"):
+    """The compiled loss as a function of (y_true, y_pred) to per-row losses, or a
+    ValueError that starts with `use` (who needs it, and for what)."""
     loss = getattr(model, "loss", None)
     if isinstance(loss, (list, tuple, dict)):  # also TF's tracking wrappers, shown plain
         loss = dict(loss) if isinstance(loss, dict) else list(loss)
@@ -54,7 +55,7 @@ def probe_loss_function(model):
         return loss.call
     if not callable(loss):
         raise ValueError(
-            "FactorSearch probes the compiled loss, so it needs one loss function for one "
+            f"{use}, so it needs one loss function for one "
             "output: model.compile(loss=...) with a string, function or keras.losses.Loss. "
             f"Received loss={loss!r}"
         )
