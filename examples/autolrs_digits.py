@@ -29,7 +29,6 @@ about a minute on two CPU cores.
 
 import sys
 
-import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 

@@ -412,7 +412,7 @@ class AutoLRSScheduler:
             f"trained {record.exploit_steps} steps at {record.chosen:.4g}"
         )
         if record.rolled_back:
-            line += f"; its loss diverged: rolled back to step {record.start}, later stages search below {self.max_lr:.4g}"
+            line += f"; its training failed: rolled back to step {record.start}, later stages search below {self.max_lr:.4g}"
         print(line + ".")
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_autowu import checks, factor_probe, fit_callbacks, train_step_hook
-from keras_autowu._keras import IS_KERAS_3, check_settable_learning_rate, keras, steps_per_execution
+from keras_autowu._keras import check_settable_learning_rate, keras, steps_per_execution
 from keras_autowu.autolrs import AutoLRSConfig, AutoLRSScheduler
 from keras_autowu.config import check_run_length
 from keras_autowu.run_variables import RunVariables

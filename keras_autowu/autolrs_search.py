@@ -35,6 +35,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from keras_autowu.autolrs_forecast import NAN_SCORE
+
 KAPPA = 1e6
 NUM_CANDIDATES = 1001
 SEPARATION = 0.25  # over the number of points explored: see `LearningRateSearch`
@@ -172,9 +174,4 @@ class LearningRateSearch:
         if len(self.forecasts) != len(self.points) - 1:
             raise RuntimeError("AutoLRS: tell() follows a propose()")
         forecast = float(forecast)
-        self.forecasts.append(forecast if np.isfinite(forecast) else 1e6)
-
-    def best(self):
-        """The explored learning rate with the lowest forecast, and that forecast."""
-        index = int(np.argmin(self.forecasts))
-        return self.learning_rate(self.points[index]), self.forecasts[index]
+        self.forecasts.append(forecast if np.isfinite(forecast) else NAN_SCORE)

@@ -16,11 +16,8 @@ explored one; `restore(velocity_scale=new / old)` gives the PyTorch behaviour.
 
 import tensorflow as tf
 
+from keras_autowu.run_variables import _tf_variable
 from keras_autowu.weight_snapshot import _optimizer_variables, _ref
-
-
-def _tf_variable(variable):
-    return variable if isinstance(variable, tf.Variable) else variable.value
 
 
 class StageCheckpoint:

@@ -6,10 +6,10 @@ import pytest
 import tensorflow as tf
 
 import keras_autowu
-from keras_autowu._keras import IS_KERAS_3, keras
+from keras_autowu._keras import keras
 from keras_autowu.autolrs_plan import StagePlan
 
-from conftest import make_optimizer, tiny_classifier
+from conftest import tiny_classifier
 
 STEPS_PER_EPOCH = 16
 PLAN = dict(tau=40, tau_ratio=10, explored=3)  # explore 4 steps each, train 40

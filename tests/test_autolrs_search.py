@@ -51,13 +51,6 @@ def test_it_explores_where_the_gp_knows_least():
             search.tell(float(index % 3))
 
 
-def test_the_best_is_the_lowest_forecast():
-    search, rates = run_search(0, lambda lr, i: abs(np.log10(lr) + 1.5))
-    best, forecast = search.best()
-    assert forecast == min(search.forecasts)
-    assert best == rates[int(np.argmin(search.forecasts))]
-
-
 def test_propose_and_tell_alternate():
     search = LearningRateSearch(1e-3, 1.0, 2, seed=0)
     search.propose()
