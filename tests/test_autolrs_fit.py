@@ -124,10 +124,13 @@ def test_validation_data_scores_the_late_stages(tmp_path):
     assert (tmp_path / "autolrs.png").stat().st_size > 10_000
 
 
-def test_two_replicas_agree_and_the_run_is_the_one_device_run(mirrored_strategy):
+@pytest.mark.parametrize("validation", [False, True], ids=["training_loss", "validation_data"])
+def test_two_replicas_agree_and_the_run_is_the_one_device_run(validation, mirrored_strategy):
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(512, 8)).astype("float32")
+    x = rng.normal(size=(576, 8)).astype("float32")
     y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0)
+    # With validation data the second stage (after tau' = 4 = tau_max / 10) scores on it.
+    extra = dict(validation_data=(x[512:], y[512:]), tau_max=40) if validation else {}
     runs = []
     for strategy in (None, mirrored_strategy):
         keras.utils.set_random_seed(0)
@@ -136,12 +139,15 @@ def test_two_replicas_agree_and_the_run_is_the_one_device_run(mirrored_strategy)
         else:
             with strategy.scope():
                 model = tiny_classifier("sgd")
-        autolrs = keras_autowu.AutoLRS(min_lr=1e-3, max_lr=1.0, verbose=0, **PLAN)
-        model.fit(x, y, batch_size=32, epochs=8, shuffle=False, callbacks=[autolrs], verbose=0)
+        autolrs = keras_autowu.AutoLRS(min_lr=1e-3, max_lr=1.0, verbose=0, **PLAN, **extra)
+        model.fit(x[:512], y[:512], batch_size=32, epochs=8, shuffle=False, callbacks=[autolrs], verbose=0)
         runs.append((autolrs.scheduler, model))
     (one, _), (two, model) = runs
+    assert [s.on_validation for s in two.stages] == ([False, True] if validation else [False])
     np.testing.assert_allclose(two.losses, one.losses, rtol=1e-4)
     assert [s.learning_rates for s in two.stages] == [s.learning_rates for s in one.stages]
+    for a, b in zip(two.stages, one.stages):
+        np.testing.assert_allclose(a.forecasts, b.forecasts, rtol=1e-3)
     for weight in model.weights:
         values = [v.numpy() for v in _replica_values(weight)]
         for value in values[1:]:

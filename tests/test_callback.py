@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import keras_autowu
-from conftest import classification_data, make_optimizer, tiny_classifier
+from conftest import classification_data, tiny_classifier
 from keras_autowu import gp_minimum
 from keras_autowu._keras import keras
 

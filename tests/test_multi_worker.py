@@ -96,3 +96,14 @@ def test_two_workers_take_the_same_factor_search_learning_rates(tmp_path):
     assert results[0]["final_optimizer_lr"] == pytest.approx(results[0]["learning_rates"][-1], rel=1e-6)
     assert results[0]["final_optimizer_lr"] == results[1]["final_optimizer_lr"]
     assert results[0]["weights"] == results[1]["weights"]
+
+
+def test_two_workers_run_the_same_autolrs_stages(tmp_path):
+    """The same global losses, the same seeded search, the same validation losses: both
+    workers explore and choose alike, restore alike, and end with the same weights."""
+    results = _run_two_workers(tmp_path, "autolrs")
+    assert results[0]["on_validation"] == [False, True, True]
+    for key in ("learning_rates", "forecasts", "chosen", "rolled_back", "losses", "final_optimizer_lr", "weights"):
+        assert results[0][key] == results[1][key], key
+    kept = [lr for lr, back in zip(results[0]["chosen"], results[0]["rolled_back"]) if not back]
+    assert results[0]["final_optimizer_lr"] == pytest.approx(kept[-1], rel=1e-6)
