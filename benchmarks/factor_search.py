@@ -119,7 +119,7 @@ def cost(data, repeats=3):
     print(f"\n{data['name']}: cost, batch {batch}, {epochs} epochs x {repeats} repeats (first epoch left out: it traces)")
     results = {}
     for method in ["constant", "factor_search", "factor_search_gradient"]:
-        epoch_times, update_epochs = [], []
+        epoch_times = []
         for repeat in range(repeats):
             keras.utils.set_random_seed(repeat)
             model = small_cnn(data["name"])

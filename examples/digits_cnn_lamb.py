@@ -30,8 +30,6 @@ and prints what AutoWU chose. It runs in about a minute on two CPU cores.
 import os
 import sys
 
-import numpy as np
-import tensorflow as tf
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 

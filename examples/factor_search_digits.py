@@ -31,7 +31,6 @@ factor search finds. It runs in under a minute on two CPU cores.
 
 import sys
 
-import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
