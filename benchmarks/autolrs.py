@@ -10,25 +10,34 @@
 - cost: the time AutoLRS's decisions take per stage (the forecasts and the search)
   against the stage's training time, and the time of one restore of the stage
   checkpoint, on the benchmark's model and on one of about four million weights.
+- faithfulness: on the loss series that the cost run explored, the package's forecast
+  (`forecast="reference"` and the default "bounded") against the reference's own
+  computation with SciPy's spline and Nelder-Mead (tests/reference_forecast.py), and
+  whether each stage would choose the same learning rate.
 
-    python benchmarks/autolrs.py [--data digits mnist1d] [--parts speedup cost] [--quick]
+    python benchmarks/autolrs.py [--data digits mnist1d] [--parts speedup cost faithfulness] [--quick]
 """
 
 import argparse
 import os
 import sys
 import time
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import keras_autowu  # noqa: E402
 from keras_autowu import autolrs as autolrs_module  # noqa: E402
+from keras_autowu import autolrs_forecast, autolrs_search  # noqa: E402
 from keras_autowu._keras import keras  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(HERE, os.pardir, "tests")]
 from paper_claim import digits, mnist1d, small_cnn  # noqa: E402
+from reference_forecast import reference_forecast  # noqa: E402
 
 EPOCHS = {"digits": 30, "mnist1d": 20}
 BATCH_SIZE = {"digits": 32, "mnist1d": 128}
@@ -133,8 +142,21 @@ def big_model():
     ])
 
 
+def first_search_call():
+    """Seconds of the search's first call in a process (tracing its graph), on a graph of
+    its own; the package's is traced too, so that the fit's decisions are timed
+    without it."""
+    x, y, mask = (tf.constant(v) for v in (np.linspace(0, 1, 10), np.linspace(0, 1, 10) ** 2, np.ones(10)))
+    start = time.perf_counter()
+    tf.function(autolrs_search.lower_confidence_bound)(x, y, mask)
+    seconds = time.perf_counter() - start
+    autolrs_search._compiled()(x, y, mask)
+    return seconds
+
+
 def cost(data, epochs):
     print(f"## {data['name']}: AutoLRS's cost per stage")
+    print(f"once a process: the search's graph traces in {first_search_call():.2f} s")
     timed = _Timed()
     x_train, y_train, _, _ = data["arrays"]
     batch = BATCH_SIZE[data["name"]]
@@ -166,12 +188,62 @@ def cost(data, epochs):
         print(f"restore of a model of {big.count_params()} weights with Adam ({checkpoint.num_bytes / 2**20:.0f} MiB of copies): "
               f"{1000 * np.median(timed.restores):.1f} ms (median of 20)")
     print()
+    return autolrs.scheduler
+
+
+def faithfulness(name, scheduler):
+    """Every explored training-loss series of the run, forecast three ways, and the
+    learning rate each would choose."""
+    print(f"## {name}: the forecast against the reference's SciPy computation, on the run's explored series")
+    matches, mismatches, agree_reference, agree_bounded, stages = 0, [], 0, 0, 0
+    seconds = {"package": [], "scipy": []}
+    for stage in scheduler.stages:
+        if stage.on_validation:
+            continue
+        explore_stop = stage.start + len(stage.learning_rates) * stage.explore_steps
+        segments = [s for s in scheduler.segments if s.kind == "explore" and stage.start <= s.start < explore_stop]
+        ours, bounded, scipy_ = [], [], []
+        for segment in segments:
+            losses = scheduler.losses[segment.start:segment.stop]
+            start = time.perf_counter()
+            ours.append(autolrs_forecast.forecast(losses, stage.exploit_steps, rule="reference"))
+            seconds["package"].append(time.perf_counter() - start)
+            bounded.append(autolrs_forecast.forecast(losses, stage.exploit_steps, rule="bounded"))
+            with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+                warnings.simplefilter("always")
+                start = time.perf_counter()
+                value = reference_forecast(losses, stage.exploit_steps)
+                seconds["scipy"].append(time.perf_counter() - start)
+            scipy_.append(value if np.isfinite(value) else autolrs_forecast.NAN_SCORE)  # the reference's score of a NaN
+            if abs(ours[-1] - scipy_[-1]) <= 1e-3 * max(abs(scipy_[-1]), abs(losses[0])):
+                matches += 1
+            else:
+                # FITPACK stops at 20 iterations short of the smoothing condition ("s too small").
+                note = " (SciPy's spline stopped short)" if caught else ""
+                mismatches.append(f"{scipy_[-1]:.4g} against {ours[-1]:.4g}{note}")
+        choices = [int(np.argmin(v)) for v in (scipy_, ours, bounded)]
+        if scheduler.config.forecast == "bounded":  # the run's own choice, with its tie rule
+            choices[2] = stage.learning_rates.index(stage.chosen)
+        agree_reference += int(choices[1] == choices[0])
+        agree_bounded += int(choices[2] == choices[0])
+        stages += 1
+        print(f"stage {stage.index}: {len(segments)} series of {stage.explore_steps} losses, forecast at step {stage.exploit_steps}")
+        print("  lr      " + " ".join(f"{lr:10.4g}" for lr in stage.learning_rates))
+        for label, values, choice in zip(("SciPy", "package", "bounded"), (scipy_, ours, bounded), choices):
+            print(f"  {label:8s}" + " ".join(f"{v:10.4g}" for v in values) + f"   chooses {stage.learning_rates[choice]:.4g}")
+    total = matches + len(mismatches)
+    print(f"{matches} of {total} forecasts within 0.1 % of SciPy's (or of the series' first loss); the others, SciPy's "
+          "against the package's: " + ("; ".join(mismatches) or "none"))
+    print(f"the same learning rate chosen in {agree_reference} of {stages} stages "
+          f"(with the default bounded rule: {agree_bounded} of {stages}); "
+          f"{1000 * np.median(seconds['package']):.1f} ms a series (SciPy: {1000 * np.median(seconds['scipy']):.1f} ms)")
+    print()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="+", default=["digits", "mnist1d"])
-    parser.add_argument("--parts", nargs="+", default=["speedup", "cost"])
+    parser.add_argument("--parts", nargs="+", default=["speedup", "cost", "faithfulness"])
     parser.add_argument("--quick", action="store_true", help="one seed, fewer epochs, a smaller grid")
     args = parser.parse_args()
     for name in args.data:
@@ -180,8 +252,10 @@ def main():
         epochs = max(8, EPOCHS[name] // 3) if args.quick else EPOCHS[name]
         if "speedup" in args.parts:
             speedup(data, SEEDS[:1] if args.quick else SEEDS, epochs, [0.01, 0.1] if args.quick else COSINE_GRID)
-        if "cost" in args.parts:
-            cost(data, epochs)
+        if "cost" in args.parts or "faithfulness" in args.parts:
+            scheduler = cost(data, epochs)
+            if "faithfulness" in args.parts:
+                faithfulness(name, scheduler)
 
 
 if __name__ == "__main__":
