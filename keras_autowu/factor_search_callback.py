@@ -62,10 +62,7 @@ class FactorSearch(keras.callbacks.Callback):
 
     def set_params(self, params):
         super().set_params(params)
-        callback_list = fit_callbacks.calling_callback_list()
-        if callback_list is not None:
-            fit_callbacks.refuse_other_schedulers("FactorSearch", self, callback_list)
-            fit_callbacks.move_first(self, callback_list)
+        fit_callbacks.claim_learning_rate("FactorSearch", self)
 
     def on_train_begin(self, logs=None):
         model = self.model

@@ -63,6 +63,15 @@ def move_first(callback, callback_list):
     callback_list.callbacks.insert(0, callback)
 
 
+def claim_learning_rate(name, callback):
+    """Called from a scheduler's `set_params`: refuses another callback that sets the
+    learning rate, and moves `callback` first."""
+    callback_list = calling_callback_list(depth=3)
+    if callback_list is not None:
+        refuse_other_schedulers(name, callback, callback_list)
+        move_first(callback, callback_list)
+
+
 def refuse_other_schedulers(name, callback, callback_list):
     """A ValueError for another callback that sets the learning rate in the same fit:
     Keras's, or one of this package's schedulers (they say so with `sets_learning_rate`)."""

@@ -3,6 +3,34 @@
 import numpy as np
 
 
+def _learning_rate_and_loss_axes():
+    """A figure of two panels sharing the step axis: the learning rate (log) above."""
+    # A bare Figure draws with Agg and leaves the user's pyplot backend alone.
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 6))
+    ax_lr, ax_loss = fig.subplots(2, 1, sharex=True)
+    ax_lr.set_yscale("log")
+    ax_lr.set_ylabel("learning rate")
+    return fig, ax_lr, ax_loss
+
+
+def _clip_losses(ax, values, upper_percentile):
+    """Limits the loss axis to the finite values' central range, so a spike stays readable."""
+    finite = np.asarray(values, np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size:
+        low, high = np.percentile(finite, [0.5, upper_percentile])
+        ax.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+
+
+def _save(fig, title, path):
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return fig
+
+
 def plot_autowu(scheduler, path, title="AutoWU"):
     """Draws the run's learning rate and loss, with the GP's fit at the switch and
     the guard's rescues.
@@ -15,16 +43,10 @@ def plot_autowu(scheduler, path, title="AutoWU"):
     Returns:
       The matplotlib Figure.
     """
-    # A bare Figure draws with Agg and leaves the user's pyplot backend alone.
-    from matplotlib.figure import Figure
-
     losses = np.asarray(scheduler.losses)
     steps = np.arange(scheduler.total_steps)
-    fig = Figure(figsize=(8, 6))
-    ax_lr, ax_loss = fig.subplots(2, 1, sharex=True)
+    fig, ax_lr, ax_loss = _learning_rate_and_loss_axes()
     ax_lr.plot(steps, scheduler.learning_rates(steps), color="C0")
-    ax_lr.set_yscale("log")
-    ax_lr.set_ylabel("learning rate")
     ax_loss.plot(np.arange(losses.size), losses, color="C1", lw=0.8, alpha=0.6, label="loss per step")
     switch = scheduler.switch
     if switch is not None:
@@ -41,17 +63,11 @@ def plot_autowu(scheduler, path, title="AutoWU"):
     for index, rescue in enumerate(scheduler.rescues):
         for ax in (ax_lr, ax_loss):
             ax.axvline(rescue.step, color="C3", ls=":", lw=1.2, label="rescue: LR halved" if ax is ax_loss and not index else None)
-    finite = losses[np.isfinite(losses)]
-    if finite.size:
-        low, high = np.percentile(finite, [0.5, 99.5])
-        ax_loss.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+    _clip_losses(ax_loss, losses, 99.5)
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("training loss")
     ax_loss.legend(loc="upper right")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return fig
+    return _save(fig, title, path)
 
 
 def plot_factor_search(scheduler, path, title="Factor search"):
@@ -66,33 +82,22 @@ def plot_factor_search(scheduler, path, title="Factor search"):
     Returns:
       The matplotlib Figure.
     """
-    from matplotlib.figure import Figure
-
     updates = scheduler.updates
-    fig = Figure(figsize=(8, 6))
-    ax_lr, ax_loss = fig.subplots(2, 1, sharex=True)
+    fig, ax_lr, ax_loss = _learning_rate_and_loss_axes()
     steps = [scheduler.first_step] + [u.step + 1 for u in updates] + [scheduler.total_steps]
     rates = [updates[0].learning_rate_before if updates else scheduler.learning_rate] + [u.learning_rate for u in updates]
     ax_lr.step(steps, rates + rates[-1:], where="post", color="C0")
-    ax_lr.set_yscale("log")
-    ax_lr.set_ylabel("learning rate")
     if updates:
         at = np.array([u.step for u in updates])
         ax_loss.plot(at, [u.base_loss for u in updates], color="k", lw=1.5, label="probe batch, current weights")
         probes = np.array([u.losses for u in updates])
         for index, factor in enumerate(scheduler.factors):
             ax_loss.scatter(at, probes[:, index], s=12, color=f"C{index + 1}", label=f"after a step of x{factor:g}")
-        finite = probes[np.isfinite(probes)]
-        if finite.size:
-            low, high = np.percentile(np.concatenate([finite, [u.base_loss for u in updates]]), [0.5, 99.5])
-            ax_loss.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+        _clip_losses(ax_loss, np.concatenate([probes.ravel(), [u.base_loss for u in updates]]), 99.5)
         ax_loss.legend(loc="upper right", fontsize=8)
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("probe loss")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return fig
+    return _save(fig, title, path)
 
 
 def plot_autolrs(scheduler, path, title="AutoLRS"):
@@ -107,10 +112,7 @@ def plot_autolrs(scheduler, path, title="AutoLRS"):
     Returns:
       The matplotlib Figure.
     """
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 6))
-    ax_lr, ax_loss = fig.subplots(2, 1, sharex=True)
+    fig, ax_lr, ax_loss = _learning_rate_and_loss_axes()
     colors = {"warmup": "C2", "explore": "0.6", "exploit": "C0", "final": "C0"}
     labelled = set()
     for segment in scheduler.segments:
@@ -126,19 +128,11 @@ def plot_autolrs(scheduler, path, title="AutoLRS"):
     for stage in scheduler.stages:
         if stage.rolled_back:
             ax_lr.axvline(stage.start, color="C3", ls=":", lw=1.2)
-    ax_lr.set_yscale("log")
-    ax_lr.set_ylabel("learning rate")
     ax_lr.legend(loc="lower right", fontsize=8)
     losses = np.asarray(scheduler.losses, np.float64)
     start = scheduler.first_step
     ax_loss.plot(start + np.arange(losses.size), losses, color="C1", lw=0.8, alpha=0.7)
-    finite = losses[np.isfinite(losses)]
-    if finite.size:
-        low, high = np.percentile(finite, [0.5, 99])
-        ax_loss.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+    _clip_losses(ax_loss, losses, 99)
     ax_loss.set_xlabel("step (grey: explored segments)")
     ax_loss.set_ylabel("training loss")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return fig
+    return _save(fig, title, path)
