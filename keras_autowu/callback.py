@@ -70,7 +70,8 @@ class AutoWU(keras.callbacks.Callback):
         self._total_epochs = total_epochs
         self.rollback_on_divergence = rollback_on_divergence
         self.scheduler = None
-        self._variables = self._hook = self._snapshot = None
+        self._variables = self._hook = None
+        self._snapshots = {}  # step -> WeightSnapshot: at most two (see Request)
         self._run_started = False
         if self.config.test_interval != "epoch":
             # Tests within epochs: a look at each batch's start, main thread. Keras 3
@@ -177,8 +178,9 @@ class AutoWU(keras.callbacks.Callback):
                 )
             self._variables.start_run(step_offset=step)
             self.scheduler.reset()
+            requests = []
         else:
-            self.scheduler.set_state({**self.scheduler.get_state(), "losses": losses})
+            requests = self.scheduler.set_state({**self.scheduler.get_state(), "losses": losses})
             if self.config.verbose:
                 print(
                     f"AutoWU: resuming at step {self.scheduler.steps_done} of "
@@ -186,10 +188,9 @@ class AutoWU(keras.callbacks.Callback):
                     f"learning rate {self.scheduler.learning_rate:.4g}."
                 )
         self._write_learning_rates()
-        # The roll-back's snapshot lives in memory: a restart takes a new one, if healthy.
-        self._snapshot = None
-        if self.scheduler.healthy:
-            self._take_snapshot(self.scheduler.steps_done)
+        # The roll-back's snapshots live in memory: a restart asks for a new one.
+        self._snapshots = {}
+        self._carry_out(requests)
 
     def _test_if_due(self, batch, logs=None):
         # Python's count of the epoch's batches says when a test may be due, before the
@@ -227,7 +228,7 @@ class AutoWU(keras.callbacks.Callback):
         # The variables stay in the optimizer: a checkpoint saved now must still load
         # into one that AutoWU set up, and Keras's tracking lists only grow.
         train_step_hook.uninstall(self.model)
-        self._snapshot = None
+        self._snapshots = {}
         optimizer = self.model.optimizer
         _FITS_ENDED[optimizer] = int(self._variables.step_offset.numpy())
         # The table ends at 0; a model saved now, and trained on without AutoWU, should
@@ -249,9 +250,14 @@ class AutoWU(keras.callbacks.Callback):
         requests = self.scheduler.observe(self._variables.read_losses(start, done))
         if self.scheduler.state != before:
             self._write_learning_rates()
+        self._carry_out(requests)
+
+    def _carry_out(self, requests):
         for request in requests:
             if request.kind == "snapshot":
                 self._take_snapshot(request.step)
+            elif request.kind == "discard":
+                self._snapshots.pop(request.step, None)
             else:
                 self._roll_back(request.step)
 
@@ -262,17 +268,18 @@ class AutoWU(keras.callbacks.Callback):
         # A model built by its first batch (tf_keras: a Sequential without Input) has
         # no weights to copy before it.
         if self.rollback_on_divergence and self.model.built:
-            self._snapshot = WeightSnapshot(self.model, step, self._variables.refs())
+            self._snapshots[step] = WeightSnapshot(self.model, step, self._variables.refs())
 
     def _roll_back(self, step):
-        if not self.rollback_on_divergence or self._snapshot is None:
+        snapshot = self._snapshots.get(step)
+        if not self.rollback_on_divergence or snapshot is None:
             return
         # The snapshot is kept: a later rescue may need it again.
-        self._snapshot.restore(learning_rate=self.scheduler.learning_rates([self.scheduler.steps_done])[0])
+        snapshot.restore(learning_rate=self.scheduler.learning_rates([self.scheduler.steps_done])[0])
         if self.config.verbose:
             print(
                 f"AutoWU: weights and optimizer state rolled back to step "
-                f"{self._snapshot.step}, the test with the lowest loss so far."
+                f"{snapshot.step}, the test with the lowest loss so far."
             )
 
 

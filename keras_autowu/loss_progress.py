@@ -15,6 +15,9 @@ AutoWU looks at the loss twice at every test boundary, in the warmup and after i
 - **Are the weights at its end healthy?** A network can die within one interval while
   the interval's mean still looks fine; a snapshot of its weights is then worthless.
   So an interval is healthy only when the mean of its last quarter has not risen either.
+  Even then the last update is unseen: the loss of step s measures the weights before
+  step s's update. The loss of the step after a snapshot is the snapshot's own, and
+  `has_risen` judges it.
 
 A pure function of the recorded losses, so that a replay makes the same calls.
 """
@@ -87,12 +90,12 @@ class LossProgress:
         window = losses if losses.size >= MIN_WINDOW else np.asarray(self._recent)
         mean = float(window.mean())
         self.interval_means.append(mean)
-        risen = self._has_risen(mean, window.size)
+        risen = self.has_risen(mean, window.size)
         tail = window[-max(1, window.size // 4) :]
         self.risen_in_a_row = self.risen_in_a_row + 1 if risen else 0
-        return IntervalVerdict(None, mean, risen, self.risen_in_a_row, self._has_risen(float(tail.mean()), tail.size))
+        return IntervalVerdict(None, mean, risen, self.risen_in_a_row, self.has_risen(float(tail.mean()), tail.size))
 
-    def _has_risen(self, mean, count):
+    def has_risen(self, mean, count=1):
         """Whether a mean of `count` losses has lost half the progress, beyond noise."""
         first, best = self.interval_means[0], min(self.interval_means)
         margin = max(DIVERGENCE_RISE * (first - best), DIVERGENCE_NOISE_MARGIN * self.step_noise() / math.sqrt(count))

@@ -50,8 +50,10 @@ class Request(NamedTuple):
     """What the training loop must do to the weights, from `AutoWUScheduler.observe`.
 
     kind "snapshot": keep a copy of the weights and the optimizer's slots as they are
-    now, after `step` steps (it replaces the previous copy). kind "restore": put back
-    the copy taken after `step` steps (the last one); the step counter goes on.
+    now, after `step` steps. kind "restore": put back the copy taken after `step` steps;
+    the step counter goes on. kind "discard": the copy of `step` is no longer needed.
+    At most two copies are kept at once: the one a restore puts back, and a newer one
+    whose own loss (that of step `step`) is not yet known.
     """
 
     kind: str
@@ -107,8 +109,11 @@ class AutoWUScheduler:
 
     `observe` returns the `Request`s that the training loop carries out: keep a
     snapshot of the weights (at each test whose interval has the lowest loss so far),
-    or put it back (the switch, a divergence, a rescue). The Keras callback does both;
-    a custom loop does them on its own variables (`keras_autowu.WeightSnapshot`).
+    put it back (the switch, a divergence, a rescue), or discard it. A snapshot becomes
+    the one put back only once its own loss, the first after it, is known and healthy:
+    the losses before a snapshot say nothing of the last update, which may already have
+    blown the weights up. The Keras callback does all three; a custom loop does them on
+    its own variables (`keras_autowu.WeightSnapshot`).
 
     Every decision is a function of the losses alone: `get_state()` is the losses,
     and `set_state()` replays them, so a restored scheduler continues exactly as the
@@ -156,13 +161,16 @@ class AutoWUScheduler:
     ```python
     scheduler = keras_autowu.AutoWUScheduler(steps_per_epoch=100, total_epochs=10)
     optimizer.learning_rate = scheduler.learning_rate
+    snapshots = {}
     for step in range(1000):
         loss = train_step(next(batches))
         for request in scheduler.observe([float(loss)]):
             if request.kind == "snapshot":
-                snapshot = keras_autowu.WeightSnapshot(model, request.step)
+                snapshots[request.step] = keras_autowu.WeightSnapshot(model, request.step)
+            elif request.kind == "discard":
+                del snapshots[request.step]
             else:  # "restore"
-                snapshot.restore(learning_rate=scheduler.learning_rate)
+                snapshots[request.step].restore(learning_rate=scheduler.learning_rate)
         optimizer.learning_rate = scheduler.learning_rate
     ```
 
@@ -226,7 +234,8 @@ class AutoWUScheduler:
         self.switch: Optional[GPTestRecord] = None
         self.divergence: Optional[Divergence] = None
         self.rescues = []
-        self.snapshot_step: Optional[int] = None  # the step of the last snapshot asked for
+        self.snapshot_step: Optional[int] = None  # the snapshot a restore puts back
+        self.unverified_snapshot_step: Optional[int] = None  # a newer one, its own loss unknown
         self.progress = LossProgress(self.config.min_progress, self.config.min_rise)
         self.healthy = True  # the last test interval's losses: finite, and not rising
         self._gp_state = gp_minimum.initial_gp_state()
@@ -298,6 +307,8 @@ class AutoWUScheduler:
         return self._requests
 
     def _at_boundary(self, step):
+        if self.unverified_snapshot_step is not None:
+            self._verify_snapshot()
         if step % self.test_interval == 0:
             interval = self.losses[step - self.test_interval : step]
             verdict = self.progress.add_interval(step - self.test_interval, interval)
@@ -325,7 +336,11 @@ class AutoWUScheduler:
         }
 
     def set_state(self, state):
-        """Restores a `get_state()`: replays its losses, which re-makes every decision."""
+        """Restores a `get_state()`: replays its losses, which re-makes every decision.
+
+        Returns the `Request`s for the loop to carry out, as `observe` does: the copies of
+        the weights from before the restart are forgotten, and a new one asked for.
+        """
         if state.get("format") != _STATE_FORMAT:
             raise ValueError(f"AutoWU cannot read this state: format={state.get('format')!r}")
         saved = (state["steps_per_epoch"], state["total_epochs"])
@@ -341,6 +356,12 @@ class AutoWUScheduler:
         finally:
             self._quiet = False
             self._requests = []
+        # The copies of the weights did not survive the restart; one of the weights as
+        # they are now (if the last interval was healthy) stands in, once verified.
+        self.snapshot_step = self.unverified_snapshot_step = None
+        if self.healthy and self.steps_done:
+            self._request("snapshot", self.steps_done)
+        return self._requests
 
     def _snapshot_if_best(self, step, verdict):
         """Keeps the weights of the lowest loss so far: a switch, a divergence and a
@@ -350,8 +371,24 @@ class AutoWUScheduler:
 
     def _request(self, kind, step):
         if kind == "snapshot":
-            self.snapshot_step = step
+            self.unverified_snapshot_step = step
         self._requests.append(Request(kind, step))
+        if kind == "restore" and self.unverified_snapshot_step is not None:
+            # Its weights belong to the trajectory the restore abandons.
+            self._requests.append(Request("discard", self.unverified_snapshot_step))
+            self.unverified_snapshot_step = None
+
+    def _verify_snapshot(self):
+        """The loss of the step after a snapshot is its weights' own: a healthy one makes
+        it the snapshot a restore puts back, a blown-up one discards it."""
+        step, self.unverified_snapshot_step = self.unverified_snapshot_step, None
+        loss = float(self.losses.values[step])
+        if math.isfinite(loss) and not self.progress.has_risen(loss):
+            if self.snapshot_step is not None:
+                self._requests.append(Request("discard", self.snapshot_step))
+            self.snapshot_step = step
+        else:
+            self._requests.append(Request("discard", step))
 
     def _test_warmup(self, step, verdict):
         reason = verdict.non_finite
@@ -525,9 +562,12 @@ class AutoWUScheduler:
     def _switch(self, record, restore=True):
         self.switch = record
         self.state = self.state._replace(warmup_end=record.step, decay_base_lr=record.handover_lr)
-        if restore and self.snapshot_step is not None:
-            self._request("restore", self.snapshot_step)
+        if restore:
+            # Whether a copy exists to put back depends on restarts; what the guard
+            # decides next must not.
             self.progress.forgive()
+            if self.snapshot_step is not None:
+                self._request("restore", self.snapshot_step)
         if self.config.verbose and not self._quiet:
             then = "cosine decay" if self.config.immediate_cooldown else "decay phase"
             if self.divergence is not None:

@@ -24,9 +24,11 @@ class WeightSnapshot:
     ```python
     for request in scheduler.observe([loss]):
         if request.kind == "snapshot":
-            snapshot = keras_autowu.WeightSnapshot(model, request.step)
+            snapshots[request.step] = keras_autowu.WeightSnapshot(model, request.step)
+        elif request.kind == "discard":
+            del snapshots[request.step]
         else:
-            snapshot.restore(learning_rate=scheduler.learning_rate)
+            snapshots[request.step].restore(learning_rate=scheduler.learning_rate)
     ```
     """
 
