@@ -383,8 +383,8 @@ against the starting learning rate (seed 0).
 ```
 
 The cost: epoch times with one update per epoch against the same fit at a constant
-learning rate, and the peak memory of a fit of a four-million-weight model with and
-without factor search.
+learning rate, and the peak memory of fits of a 4.2- and a 33.6-million-weight model
+with and without factor search.
 
 ```
 {factor_search_cost}
