@@ -11,6 +11,7 @@ from keras_autowu.autolrs import AutoLRSConfig, AutoLRSScheduler
 from keras_autowu.config import check_run_length
 from keras_autowu.run_variables import RunVariables
 from keras_autowu.stage_checkpoint import StageCheckpoint
+from keras_autowu.weight_snapshot import build_optimizer_slots
 
 
 class AutoLRS(keras.callbacks.Callback):
@@ -142,17 +143,12 @@ class AutoLRS(keras.callbacks.Callback):
 
 def _build_optimizer(model):
     """The optimizer's slots made now, so that the stage checkpoint holds them."""
-    optimizer = model.optimizer
     if not model.built:
         raise ValueError(
             "AutoLRS checkpoints the weights before the first step, so the model must be built "
             "before fit: give it an Input (keras.Input(shape)) or call model.build(input_shape)."
         )
-    if hasattr(optimizer, "build") and not getattr(optimizer, "built", getattr(optimizer, "_built", False)):
-        optimizer.build(model.trainable_variables)
-    elif hasattr(optimizer, "_create_all_weights"):  # legacy optimizers (tensorflow-addons)
-        with model.distribute_strategy.scope():
-            optimizer._create_all_weights(model.trainable_variables)
+    build_optimizer_slots(model)
 
 
 def _run_variables(model, total_steps):

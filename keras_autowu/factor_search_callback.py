@@ -10,7 +10,7 @@ from keras_autowu._keras import check_settable_learning_rate, keras, steps_per_e
 from keras_autowu._stacklevel import user_stacklevel
 from keras_autowu.config import check_run_length
 from keras_autowu.factor_search import FactorSearchConfig, FactorSearchScheduler
-from keras_autowu.weight_snapshot import WeightSnapshot
+from keras_autowu.weight_snapshot import WeightSnapshot, build_optimizer_slots
 
 
 class FactorSearch(keras.callbacks.Callback):
@@ -113,8 +113,10 @@ class FactorSearch(keras.callbacks.Callback):
             scheduler.resume(iterations - self._run_start, _learning_rate(self.model.optimizer))
             if self.config.verbose:
                 print(f"FactorSearch: resuming at step {scheduler.first_step}, learning rate {scheduler.learning_rate:.4g}.")
-        healthy_start = self.rollback_on_divergence and self.model.built
-        self._snapshot = WeightSnapshot(self.model, scheduler.first_step) if healthy_start else None
+        self._snapshot = None
+        if self.rollback_on_divergence and self.model.built:
+            build_optimizer_slots(self.model)
+            self._snapshot = WeightSnapshot(self.model, scheduler.first_step)
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self._epoch_first_step + batch
@@ -132,7 +134,7 @@ class FactorSearch(keras.callbacks.Callback):
         losses, base = self._probe.losses.numpy(), float(self._probe.base_loss.numpy())
         for request in self.scheduler.observe_probe(step, losses, base):
             if request.kind == "snapshot" and self.rollback_on_divergence:
-                self._snapshot = WeightSnapshot(self.model, step)
+                self._keep_if_finite(WeightSnapshot(self.model, step))
             elif request.kind == "restore" and self.rollback_on_divergence and self._snapshot is not None:
                 self._snapshot.restore(learning_rate=self.scheduler.learning_rate)
                 if self.config.verbose:
@@ -149,6 +151,16 @@ class FactorSearch(keras.callbacks.Callback):
         self._pending = None
         factor_probe.uninstall(self.model)
         self._snapshot = None
+
+
+    def _keep_if_finite(self, snapshot):
+        """The probe measured the weights of a step or more before these (the steps
+        since ran on), so a non-finite copy must not replace the last healthy one."""
+        if snapshot.is_finite():
+            self._snapshot = snapshot
+        elif self.config.verbose:
+            kept = f"the snapshot of step {self._snapshot.step} stays" if self._snapshot else "no snapshot is kept"
+            print(f"FactorSearch: the weights at step {snapshot.step} are not finite; {kept}.")
 
 
 def _learning_rate(optimizer):

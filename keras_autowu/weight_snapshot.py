@@ -8,6 +8,17 @@ def _optimizer_variables(optimizer):
     return variables() if callable(variables) else variables  # a method on legacy optimizers
 
 
+def build_optimizer_slots(model):
+    """Makes the optimizer's slots now if the first step has not yet: a copy taken
+    before them would put back the weights and leave the slots as they became."""
+    optimizer = model.optimizer
+    if hasattr(optimizer, "build") and not getattr(optimizer, "built", getattr(optimizer, "_built", False)):
+        optimizer.build(model.trainable_variables)
+    elif hasattr(optimizer, "_create_all_weights"):  # legacy optimizers (tensorflow-addons)
+        with model.distribute_strategy.scope():
+            optimizer._create_all_weights(model.trainable_variables)
+
+
 class WeightSnapshot:
     """The model's weights and the optimizer's slots (momenta, moments) at one moment.
 
@@ -42,6 +53,10 @@ class WeightSnapshot:
         self._learning_rate = float(np.asarray(_value(optimizer.learning_rate)))
         velocities = getattr(optimizer, "momentums", None) if type(optimizer).__name__ == "SGD" else None
         self._velocities = {_ref(v) for v in velocities or () if v is not None}
+
+    def is_finite(self):
+        """Whether every floating-point value held is finite."""
+        return all(np.isfinite(v).all() for v in self._values if np.issubdtype(v.dtype, np.floating))
 
     def restore(self, learning_rate=None):
         """Puts the values back; `learning_rate`: the one the next steps will use."""

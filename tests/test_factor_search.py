@@ -177,6 +177,38 @@ def fit_with_factor_search(optimizer="sgd", callbacks=(), model=None, initial_ep
     return search, model, history
 
 
+class SpoilWeightsAt(keras.callbacks.Callback):
+    """Makes a weight NaN at the start of step `step` (counted by epoch and batch)."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.epoch * STEPS_PER_EPOCH + batch == self.step:
+            weight = self.model.trainable_weights[-1]  # the output layer: a ReLU turns NaN into 0
+            weight.assign(np.full(weight.shape, np.nan, "float32"))
+
+
+def test_weights_spoilt_after_a_healthy_probe_are_not_kept_as_the_snapshot(capsys):
+    # The update of step 8 is read, and its snapshot taken, at step 9's start, by when the
+    # weights have gone NaN. The next update finds the loss not finite and rolls back: to
+    # step 0's weights and optimizer slots (made before the first step for the purpose),
+    # not to the NaN ones.
+    keras.utils.set_random_seed(0)
+    model = tiny_classifier("sgd")
+    search = keras_autowu.FactorSearch(initial_learning_rate=0.01, verbose=1)
+    x, y = classification_data(STEPS_PER_EPOCH * 32)
+    model.fit(x, y, batch_size=32, epochs=EPOCHS, callbacks=[SpoilWeightsAt(STEPS_PER_EPOCH + 1), search], verbose=0, shuffle=False)
+    printed = capsys.readouterr().out
+    assert "the weights at step 8 are not finite; the snapshot of step 0 stays" in printed
+    assert "rolled back to step 0" in printed
+    assert all(np.isfinite(w.numpy()).all() for w in model.weights)
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "lamb"])
 def test_fit_with_any_optimizer(optimizer):
     search, model, history = fit_with_factor_search(optimizer, initial_learning_rate=0.01)
