@@ -152,7 +152,6 @@ class FactorSearch(keras.callbacks.Callback):
         factor_probe.uninstall(self.model)
         self._snapshot = None
 
-
     def _keep_if_finite(self, snapshot):
         """The probe measured the weights of a step or more before these (the steps
         since ran on), so a non-finite copy must not replace the last healthy one."""
