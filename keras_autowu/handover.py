@@ -12,20 +12,21 @@ learning-rate range tests). The other rules pick a point before the minimum:
   learning rate, for the exponential warmup), before the minimum.
 - "drop_share": the first point where the posterior mean has made DROP_SHARE of its
   whole fall from x = 0 to the minimum.
-- "gp_minimum/4": a quarter of the learning rate at the minimum.
+- "gp_minimum/2", "gp_minimum/4": a half, a quarter of the learning rate at the minimum.
 
 Pure NumPy on the test's posterior means, one choice per prediction.
 """
 
 import numpy as np
 
-LR_CHOICES = ("gp_minimum", "gp_minimum/4", "steepest", "drop_share")
+LR_CHOICES = ("gp_minimum", "gp_minimum/2", "gp_minimum/4", "steepest", "drop_share")
 DROP_SHARE = 0.8
 
 
 def lr_multiplier(lr_choice):
     """What the learning rate at `handover_x` is multiplied by."""
-    return 0.25 if lr_choice == "gp_minimum/4" else 1.0
+    _, _, divisor = lr_choice.partition("/")
+    return 1.0 / int(divisor) if divisor else 1.0
 
 
 def handover_x(posterior_mean, lr_choice):

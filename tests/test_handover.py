@@ -20,6 +20,7 @@ def test_gp_minimum_is_the_argmin():
     assert handover.handover_x(curve, "gp_minimum")[0] == pytest.approx(GRID[np.argmin(curve[0])])
     assert handover.handover_x(curve, "gp_minimum/4")[0] == handover.handover_x(curve, "gp_minimum")[0]
     assert handover.lr_multiplier("gp_minimum/4") == 0.25 and handover.lr_multiplier("gp_minimum") == 1.0
+    assert handover.lr_multiplier("gp_minimum/2") == 0.5
 
 
 def test_steepest_is_where_the_curve_falls_fastest():
