@@ -27,3 +27,20 @@ def check_settable_learning_rate(owner, optimizer):
             f"learning_rate={learning_rate!r}, not a float. Build it with a float learning rate, e.g. "
             f"keras.optimizers.SGD(0.01, momentum=0.9); {owner} overwrites the value."
         )
+
+
+def optimizer_variables(optimizer):
+    """The optimizer's variables: a list on Keras 3, a method on legacy optimizers."""
+    variables = optimizer.variables
+    return variables() if callable(variables) else variables
+
+
+def build_optimizer_slots(model):
+    """Makes the optimizer's slots now if the first step has not yet: a copy taken
+    before them would put back the weights and leave the slots as they became."""
+    optimizer = model.optimizer
+    if hasattr(optimizer, "build") and not getattr(optimizer, "built", getattr(optimizer, "_built", False)):
+        optimizer.build(model.trainable_variables)
+    elif hasattr(optimizer, "_create_all_weights"):  # legacy optimizers (tensorflow-addons)
+        with model.distribute_strategy.scope():
+            optimizer._create_all_weights(model.trainable_variables)

@@ -6,12 +6,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_autowu import checks, factor_probe, fit_callbacks, train_step_hook
-from keras_autowu._keras import check_settable_learning_rate, keras, steps_per_execution
+from keras_autowu._keras import build_optimizer_slots, check_settable_learning_rate, keras, steps_per_execution
 from keras_autowu.autolrs import AutoLRSConfig, AutoLRSScheduler
 from keras_autowu.config import check_run_length
 from keras_autowu.run_variables import RunVariables
 from keras_autowu.stage_checkpoint import StageCheckpoint
-from keras_autowu.weight_snapshot import build_optimizer_slots
 
 
 class AutoLRS(keras.callbacks.Callback):

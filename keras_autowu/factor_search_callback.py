@@ -6,11 +6,11 @@ import warnings
 import tensorflow as tf
 
 from keras_autowu import checks, factor_probe, fit_callbacks
-from keras_autowu._keras import check_settable_learning_rate, keras, steps_per_execution
+from keras_autowu._keras import build_optimizer_slots, check_settable_learning_rate, keras, steps_per_execution
 from keras_autowu._stacklevel import user_stacklevel
 from keras_autowu.config import check_run_length
 from keras_autowu.factor_search import FactorSearchConfig, FactorSearchScheduler
-from keras_autowu.weight_snapshot import WeightSnapshot, build_optimizer_slots
+from keras_autowu.weight_snapshot import WeightSnapshot
 
 
 class FactorSearch(keras.callbacks.Callback):

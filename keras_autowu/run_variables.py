@@ -21,7 +21,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from keras_autowu._keras import IS_KERAS_3, keras
+from keras_autowu._keras import IS_KERAS_3, build_optimizer_slots, keras
 
 # No run yet: `step_offset` holds this until a run starts.
 NO_RUN = -1
@@ -135,9 +135,9 @@ def _shape(name, total_steps):
 
 
 def _add_keras3_variables(model, optimizer, total_steps):
-    if not optimizer.built and model.built:
+    if model.built:
         # The same order of variables whether or not fit() built the optimizer first.
-        optimizer.build(model.trainable_variables)
+        build_optimizer_slots(model)
     variables = RunVariables(
         *(
             optimizer.add_variable(

@@ -16,8 +16,9 @@ explored one; `restore(velocity_scale=new / old)` gives the PyTorch behaviour.
 
 import tensorflow as tf
 
+from keras_autowu._keras import optimizer_variables
 from keras_autowu.run_variables import _tf_variable
-from keras_autowu.weight_snapshot import _optimizer_variables, _ref
+from keras_autowu.weight_snapshot import _ref
 
 
 class StageCheckpoint:
@@ -27,7 +28,7 @@ class StageCheckpoint:
     def __init__(self, model, exclude=()):
         optimizer = model.optimizer
         skip = set(exclude) | {_ref(optimizer.learning_rate)}
-        variables = list(model.weights) + [v for v in _optimizer_variables(optimizer) if _ref(v) not in skip]
+        variables = list(model.weights) + [v for v in optimizer_variables(optimizer) if _ref(v) not in skip]
         self._variables = [_tf_variable(v) for v in variables]
         velocities = getattr(optimizer, "momentums", None) if type(optimizer).__name__ == "SGD" else None
         velocity_refs = {_ref(v) for v in velocities or () if v is not None}

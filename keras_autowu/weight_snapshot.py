@@ -2,21 +2,7 @@
 
 import numpy as np
 
-
-def _optimizer_variables(optimizer):
-    variables = optimizer.variables
-    return variables() if callable(variables) else variables  # a method on legacy optimizers
-
-
-def build_optimizer_slots(model):
-    """Makes the optimizer's slots now if the first step has not yet: a copy taken
-    before them would put back the weights and leave the slots as they became."""
-    optimizer = model.optimizer
-    if hasattr(optimizer, "build") and not getattr(optimizer, "built", getattr(optimizer, "_built", False)):
-        optimizer.build(model.trainable_variables)
-    elif hasattr(optimizer, "_create_all_weights"):  # legacy optimizers (tensorflow-addons)
-        with model.distribute_strategy.scope():
-            optimizer._create_all_weights(model.trainable_variables)
+from keras_autowu._keras import optimizer_variables
 
 
 class WeightSnapshot:
@@ -47,8 +33,8 @@ class WeightSnapshot:
         self.step = step
         optimizer = model.optimizer
         skip = set(exclude) | {_ref(optimizer.iterations), _ref(optimizer.learning_rate)}
-        optimizer_variables = [v for v in _optimizer_variables(optimizer) if _ref(v) not in skip]
-        self._variables = list(model.weights) + optimizer_variables
+        slots = [v for v in optimizer_variables(optimizer) if _ref(v) not in skip]
+        self._variables = list(model.weights) + slots
         self._values = [np.array(v.numpy()) for v in self._variables]
         self._learning_rate = float(np.asarray(_value(optimizer.learning_rate)))
         velocities = getattr(optimizer, "momentums", None) if type(optimizer).__name__ == "SGD" else None

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_autowu
-from keras_autowu._keras import keras
+from keras_autowu._keras import keras, optimizer_variables
 from keras_autowu.autolrs_plan import StagePlan
 
 from conftest import tiny_classifier
@@ -65,7 +65,7 @@ def test_a_restore_is_bit_exact_for_weights_slots_and_the_step_counter():
     model.fit(x, y, epochs=1, verbose=0)
     checkpoint = keras_autowu.StageCheckpoint(model)
     checkpoint.save()
-    variables = list(model.weights) + [v for v in _optimizer_variables(model.optimizer) if v is not model.optimizer.learning_rate]
+    variables = list(model.weights) + [v for v in optimizer_variables(model.optimizer) if v is not model.optimizer.learning_rate]
     before = [np.array(v.numpy()) for v in variables]
     model.fit(x, y, epochs=2, verbose=0)
     assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, variables))
@@ -88,11 +88,6 @@ def test_sgd_s_velocity_is_rescaled_to_the_learning_rate_it_resumes_with():
     checkpoint.restore(velocity_scale=0.25)
     for value, velocity in zip(saved, velocities):
         np.testing.assert_allclose(velocity.numpy(), 0.25 * value, rtol=1e-6)
-
-
-def _optimizer_variables(optimizer):
-    variables = optimizer.variables
-    return variables() if callable(variables) else variables
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "lamb"])
