@@ -3,6 +3,7 @@
 # make test-compat: the Keras 2 stack (TensorFlow 2.15, tensorflow-addons) in .venv-tf215
 # make bench: every benchmark, then docs/benchmarks.md and its plots (under an hour on 2 cores)
 # make bench-handover: the hand-over LR candidates (section 4 of docs/benchmarks.md)
+# make bench-handover-half: the defaults against lr_choice="gp_minimum/2" at every batch size (section 4)
 # make bench-warmup: a higher start for a shorter warmup, or a held hand-over LR, at the large batches (section 5)
 # make bench-factor-search: factor search against fixed schedules, its sensitivity and cost (section 6)
 # make bench-autolrs: AutoLRS's steps to a tuned cosine's accuracy, and its cost (section 7)
@@ -13,7 +14,7 @@ COMPAT_VENV ?= .venv-tf215
 COMPAT_PINS = tensorflow==2.15.1 tensorflow-probability==0.23.0 tf-keras==2.15.1 tensorflow-addons==0.23.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-compat bench bench-handover bench-warmup bench-factor-search bench-autolrs report
+.PHONY: demo test test-compat bench bench-handover bench-handover-half bench-warmup bench-factor-search bench-autolrs report
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +61,15 @@ bench-handover: $(VENV)/.installed
 		--json $(RESULTS)/handover_digits.json > $(RESULTS)/handover_digits.log & a=$$!; \
 	$(CLAIM) --data mnist1d --batch-sizes 128 512 2048 --seeds 0 1 --no-schedule-free --methods $(HANDOVER_METHODS) \
 		--json $(RESULTS)/handover_mnist1d.json > $(RESULTS)/handover_mnist1d.log & b=$$!; \
+	wait $$a && wait $$b
+	$(MAKE) report
+
+bench-handover-half: $(VENV)/.installed
+	mkdir -p $(RESULTS)
+	$(CLAIM) --data digits --no-schedule-free --methods autowu autowu-gp_minimum/2 \
+		> $(RESULTS)/handover_half_digits.txt & a=$$!; \
+	$(CLAIM) --data mnist1d --no-schedule-free --methods autowu autowu-gp_minimum/2 \
+		> $(RESULTS)/handover_half_mnist1d.txt & b=$$!; \
 	wait $$a && wait $$b
 	$(MAKE) report
 

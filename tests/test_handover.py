@@ -18,7 +18,8 @@ def sigmoid_then_rise():
 def test_gp_minimum_is_the_argmin():
     curve = sigmoid_then_rise()
     assert handover.handover_x(curve, "gp_minimum")[0] == pytest.approx(GRID[np.argmin(curve[0])])
-    assert handover.handover_x(curve, "gp_minimum/4")[0] == handover.handover_x(curve, "gp_minimum")[0]
+    for divided in ("gp_minimum/2", "gp_minimum/4"):
+        assert handover.handover_x(curve, divided)[0] == handover.handover_x(curve, "gp_minimum")[0]
     assert handover.lr_multiplier("gp_minimum/4") == 0.25 and handover.lr_multiplier("gp_minimum") == 1.0
     assert handover.lr_multiplier("gp_minimum/2") == 0.5
 
