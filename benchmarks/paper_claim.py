@@ -58,7 +58,9 @@ QUICK_GRIDS = {"sgd": [0.03, 0.3], "lamb": [0.01, 0.1]}
 WARMUP_FRACTION = 0.1
 AUTOWU_VARIANTS = ["autowu", "autowu-paper"]
 # What the paper's AutoWU does that keras_autowu's defaults do better.
-PAPER_SETTINGS = dict(test_interval="epoch", min_progress=0.0, min_rise=0.0, max_rescues=0, rollback_on_divergence=False)
+PAPER_SETTINGS = dict(
+    test_interval="epoch", min_progress=0.0, min_rise=0.0, max_rescues=0, flat_start_speedup=1, rollback_on_divergence=False
+)
 
 
 def autowu_arguments(method):

@@ -117,7 +117,7 @@ switch = scheduler.switch
 if switch is not None:
     print(f"warmup ended at step {switch.step} of {scheduler.total_steps}, learning rate {switch.handover_lr:.3g}")
 else:
-    print(f"the warmup ran to its cap ({scheduler.plan.max_warmup_steps} steps)")
+    print(f"the warmup ran to its cap ({scheduler.state.warmup_end} steps)")
 print(f"GP tests: {len(scheduler.tests)}, positive: {sum(t.positive for t in scheduler.tests)}")
 test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
 print(f"test accuracy {test_accuracy:.4f}, test loss {test_loss:.4f}")
@@ -131,18 +131,20 @@ Example output (Keras 3.15, TensorFlow 2.21, 2 CPU cores):
 
 ```
 1437 training images, 360 test images
-AutoWU: the warmup diverged at step 312: the mean loss of steps 300..311 rose to 20.86 (best 0.1131); learning rate set to 0.0468 (the GP, gp_minimum), then cosine decay.
-AutoWU: weights and optimizer state rolled back to step 276, the test with the lowest loss so far.
-AutoWU: rescue 1 of at most 5 at step 444, in the cooldown phase: the mean loss of steps 432..443 rose to 1.326 (best 0.08262), the second interval in a row. Learning rate halved (0.03556 -> 0.01778) from here on; restore the weights of step 324.
-AutoWU: weights and optimizer state rolled back to step 324, the test with the lowest loss so far.
-warmup ended at step 312 of 720, learning rate 0.0468
-GP tests: 26, positive: 3
-test accuracy 0.9889, test loss 0.0523
+AutoWU: the loss has moved by step 48 (learning rate 0.004084); the warmup climbs at its steady pace from here, 4 times slower than over the flat start.
+AutoWU: the loss minimum has passed at step 168 (p=1.000, 3 positive tests in a row); learning rate set to 0.05534 (gp_minimum; the GP's minimum is at 0.05534), then cosine decay.
+AutoWU: weights and optimizer state rolled back to step 132, the test with the lowest loss so far.
+AutoWU: rescue 1 of at most 5 at step 264, in the cooldown phase: the mean loss of steps 252..263 rose to 2.899 (best 0.1344), the second interval in a row. Learning rate halved (0.05123 -> 0.02562) from here on; restore the weights of step 132.
+AutoWU: weights and optimizer state rolled back to step 132, the test with the lowest loss so far.
+warmup ended at step 168 of 720, learning rate 0.0553
+GP tests: 14, positive: 3
+test accuracy 0.9833, test loss 0.0562
 plot written to .../autowu_digits.png
 ```
 
-LAMB's loss blows up some 45 steps past its minimum, before three tests in a row
-agree; AutoWU ends the warmup there and rolls back to the weights of the lowest loss. Later the loss starts
+The loss sits at its start while the learning rate is tiny, and the warmup climbs
+fast over it. LAMB's loss blows up some 35 steps past its minimum, as three tests in
+a row agree; AutoWU ends the warmup there and rolls back to the weights of the lowest loss. Later the loss starts
 to climb again at the handed-on rate, and the guard halves it: the plot marks the
 rescue. The learning rate AutoWU finds depends on the optimizer: LAMB scales each
 layer's update by its weights' norm, so it tolerates larger rates than SGD.

@@ -117,7 +117,9 @@ class AutoWU(keras.callbacks.Callback):
         total_epochs = self._total_epochs or params.get("epochs")
         _warn_if_fit_and_run_lengths_differ(params.get("epochs"), total_epochs)
         config = self._config_for(steps_per_epoch, total_epochs)
-        self.scheduler = AutoWUScheduler(steps_per_epoch, total_epochs, **dataclasses.asdict(config))
+        self.scheduler = AutoWUScheduler(
+            steps_per_epoch, total_epochs, steps_per_execution(self.model), **dataclasses.asdict(config)
+        )
         check_settable_learning_rate("AutoWU", self.model.optimizer)
         self._variables = run_variables.attach(self.model, self.scheduler.total_steps)
 
@@ -196,9 +198,7 @@ class AutoWU(keras.callbacks.Callback):
         # Python's count of the epoch's batches says when a test may be due, before the
         # batch runs; only then is the step counter read (a read waits for the device),
         # and the losses after it.
-        estimate = self._steps_at_epoch_start + batch
-        interval = self.scheduler.test_interval
-        if estimate // interval > self.scheduler.steps_done // interval:
+        if self._steps_at_epoch_start + batch >= self.scheduler.next_decision_step():
             self._sync(self._variables.count())
 
     def on_epoch_end(self, epoch, logs=None):

@@ -27,6 +27,7 @@ class AutoWUConfig:
     max_lr: float = 1.0
     max_warmup_fraction: float = 0.5
     warmup_type: str = "exp"
+    flat_start_speedup: int = 4
     immediate_cooldown: bool = True
     cooldown_fraction: float = 0.2
     cooldown_type: str = "cosine"
@@ -50,6 +51,7 @@ class AutoWUConfig:
             _fail("max_lr", self.max_lr, f"`max_lr` > min_lr={self.min_lr!r}")
         _check_number("max_warmup_fraction", self.max_warmup_fraction, 0.0, 1.0)
         _check_choice("warmup_type", self.warmup_type, WARMUP_TYPES)
+        _check_int("flat_start_speedup", self.flat_start_speedup, 1)
         if not isinstance(self.immediate_cooldown, bool):
             _fail("immediate_cooldown", self.immediate_cooldown, "`immediate_cooldown` to be a bool")
         _check_number("cooldown_fraction", self.cooldown_fraction, 0.0, 1.0)

@@ -41,6 +41,14 @@ MIN_WINDOW = 10
 _MEDIAN_ABS_DIFFERENCE_PER_SIGMA = 0.954
 
 
+def robust_step_noise(losses):
+    """The per-step noise (a standard deviation) of a loss series, from the median of
+    its successive differences: the median ignores a trend and the odd spike."""
+    if len(losses) < 2:
+        return 0.0
+    return float(np.median(np.abs(np.diff(losses)))) / _MEDIAN_ABS_DIFFERENCE_PER_SIGMA
+
+
 class IntervalVerdict(NamedTuple):
     """What one test interval's losses say."""
 

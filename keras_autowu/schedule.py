@@ -1,7 +1,7 @@
 """AutoWU's learning rate as a closed-form function of the step.
 
 The schedule is fixed by the run's length and the arguments (`SchedulePlan`) up to
-three numbers that the warmup's test decides (`ScheduleState`). With both known, the
+the few numbers that the run's tests decide (`ScheduleState`). With both known, the
 learning rate of any step is `learning_rate_at(step, state, plan)`: pure TensorFlow,
 float32 (it runs inside the train step, also on TPUs), XLA-compilable, vectorised
 over `step`.
@@ -32,6 +32,8 @@ class SchedulePlan:
     cooldown_type: str
     decay_phase_factor: float
     decay_per_epoch: bool
+    flat_start_speedup: int = 1
+    flat_start_span: int = 0
 
     @classmethod
     def from_config(cls, config, steps_per_epoch, total_epochs):
@@ -50,39 +52,70 @@ class SchedulePlan:
             cooldown_type=config.cooldown_type,
             decay_phase_factor=config.decay_phase_factor,
             decay_per_epoch=config.decay_phase_stat is None,
+            flat_start_speedup=config.flat_start_speedup,
+            flat_start_span=int(FLAT_START_SPAN * int(config.max_warmup_fraction * total_steps)),
         )
 
-    def warmup_lr(self, step):
-        """The warmup's learning rate at `step` (a float, for use outside graphs)."""
-        return float(warmup_learning_rate(tf.constant(step, tf.int64), self))
+    def warmup_lr(self, step, fast_end=0):
+        """The warmup's learning rate at `step` (a float, which may be fractional, for
+        use outside graphs) when its fast climb ended at `fast_end`."""
+        return float(warmup_learning_rate(tf.constant(step, tf.float32), self, fast_end))
+
+    def longest_fast_climb(self):
+        """The step at which a fast climb that saw no loss move ends: its span covered."""
+        if self.flat_start_speedup <= 1:
+            return 0
+        # Rounded down, so that the fast climb ends before the cap.
+        return self.flat_start_span // self.flat_start_speedup
+
+    def warmup_cap(self, fast_end):
+        """The step at which the warmup reaches max_lr, its fast climb ended at `fast_end`."""
+        return self.max_warmup_steps - (self.flat_start_speedup - 1) * fast_end
 
 
 class ScheduleState(NamedTuple):
-    """What the warmup's test decides.
+    """What the run's tests decide.
 
     warmup_end: the first step after the warmup (the switch step, or the cap).
     decay_base_lr: the learning rate the warmup hands on.
     plateau_scale: product of the reduce-on-plateau reductions so far.
     rescue_steps: the steps from which a rescue (after the warmup) multiplied the
       learning rate by RESCUE_FACTOR, in order.
+    fast_end: the step at which the warmup's fast climb over a flat start ends (see
+      `warmup_position`); 0: no fast climb.
     """
 
     warmup_end: int
     decay_base_lr: float
     plateau_scale: float = 1.0
     rescue_steps: tuple = ()
+    fast_end: int = 0
 
 
 # A rescue halves the learning rate of the decay from its step on.
 RESCUE_FACTOR = 0.5
+# While the loss has not moved, the warmup climbs `flat_start_speedup` times faster,
+# over at most this share of its way from min_lr to max_lr (with the defaults, the
+# first three of its five decades).
+FLAT_START_SPAN = 0.6
 
 
 def initial_state(plan):
-    """The state of a run whose warmup no test has stopped: it ends at its cap."""
+    """The state of a run whose warmup no test has stopped: its fast climb covers its
+    whole span, and the warmup ends at its cap."""
     if plan.max_warmup_steps <= 0:
         return ScheduleState(warmup_end=0, decay_base_lr=plan.max_lr)
-    last_warmup_lr = plan.warmup_lr(plan.max_warmup_steps - 1)
-    return ScheduleState(warmup_end=plan.max_warmup_steps, decay_base_lr=last_warmup_lr)
+    return state_with_fast_end(plan, plan.longest_fast_climb())
+
+
+def state_with_fast_end(plan, fast_end, state=None):
+    """`state` (the initial one by default) with the fast climb ending at `fast_end`:
+    the warmup's cap, and the learning rate it would hand on there, move with it."""
+    cap = plan.warmup_cap(fast_end)
+    last_warmup_lr = plan.warmup_lr(cap - 1, fast_end)
+    if state is None:
+        return ScheduleState(warmup_end=cap, decay_base_lr=last_warmup_lr, fast_end=fast_end)
+    return state._replace(warmup_end=cap, decay_base_lr=last_warmup_lr, fast_end=fast_end)
 
 
 def cooldown_start(warmup_end, plan):
@@ -94,8 +127,18 @@ def cooldown_start(warmup_end, plan):
     return tf.minimum(warmup_end, plan.cooldown_start_by_time)
 
 
-def warmup_learning_rate(step, plan):
+def warmup_position(step, plan, fast_end):
+    """How far along its way from min_lr to max_lr (in steps of the steady climb) the
+    warmup is at `step`: up to `fast_end` it moves `flat_start_speedup` steps a step."""
     s = tf.cast(step, tf.float32)
+    if plan.flat_start_speedup <= 1:
+        return s
+    fast = tf.cast(fast_end, tf.float32)
+    return s + (plan.flat_start_speedup - 1) * tf.minimum(s, fast)
+
+
+def warmup_learning_rate(step, plan, fast_end=0):
+    s = warmup_position(step, plan, fast_end)
     width = float(max(plan.max_warmup_steps, 1))
     if plan.warmup_type == "exp":
         # lr = min_lr * gamma**s with gamma = (max_lr / min_lr)**(1 / W), in log space.
@@ -131,13 +174,14 @@ def learning_rate_at(step, state, plan):
     warmup_end = tf.cast(state.warmup_end, tf.int64)
     decay_base_lr = tf.cast(state.decay_base_lr, tf.float32)
     plateau_scale = tf.cast(state.plateau_scale, tf.float32)
+    fast_end = tf.cast(state.fast_end, tf.int64)
     start = tf.cast(cooldown_start(warmup_end, plan), tf.int64)
 
     def decay(s):
         return _decay_learning_rate(s, warmup_end, decay_base_lr, plateau_scale, plan)
 
     def before_cooldown(s):
-        return tf.where(s < warmup_end, warmup_learning_rate(s, plan), decay(s))
+        return tf.where(s < warmup_end, warmup_learning_rate(s, plan, fast_end), decay(s))
 
     # The cooldown starts from the learning rate of the step before it; when the warmup
     # hands over straight to it, from the learning rate the warmup chose.

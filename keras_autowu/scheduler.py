@@ -8,7 +8,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 import tensorflow as tf
 
-from keras_autowu import gp_minimum, handover, loss_sampling, schedule
+from keras_autowu import checks, flat_start, gp_minimum, handover, loss_sampling, schedule
 from keras_autowu._stacklevel import user_stacklevel
 from keras_autowu.config import AutoWUConfig, check_run_length
 from keras_autowu.loss_progress import LossProgress
@@ -84,7 +84,10 @@ class AutoWUScheduler:
 
     The learning rate starts at `min_lr` and grows every step (exponentially, or
     linearly) towards `max_lr`, which it would reach after `max_warmup_fraction` of the
-    run. Every `test_interval` steps a Gaussian process fitted to the warmup's losses
+    run. While the loss has not moved from its start, it grows `flat_start_speedup`
+    times faster (checked that many times per test interval; see
+    `keras_autowu.flat_start`), and it reaches `max_lr` as many steps earlier as that
+    saved. Every `test_interval` steps a Gaussian process fitted to the warmup's losses
     tests whether their minimum has passed; a test is positive when the GP is sure of
     it and the loss has fallen by `min_progress` of its start and risen again by
     `min_rise` of that fall. After `patience` positive tests in a row (or a positive
@@ -123,10 +126,16 @@ class AutoWUScheduler:
       steps_per_epoch: Int. Steps (optimizer updates) per epoch.
       total_epochs: Int. Epochs in the run; the run has steps_per_epoch * total_epochs
         steps.
+      steps_per_execution: Int. The loop hands over its losses in chunks of this
+        many steps: the fast climb's checks fall on its multiples.
       min_lr: Float. The learning rate of the first step.
       max_lr: Float. Where the warmup would end after its longest.
       max_warmup_fraction: Float in [0, 1]. The longest warmup, as a fraction of the run.
       warmup_type: "exp" or "linear".
+      flat_start_speedup: Int >= 1. While the loss has not moved from its start, the
+        warmup climbs this many times faster (over at most the first 60 % of its way
+        to max_lr; see `keras_autowu.flat_start`). 1: a steady climb, as in the
+        reference.
       immediate_cooldown: Bool. Decay with a cosine straight after the warmup.
       cooldown_fraction: Float in [0, 1]. The final decay's share of the run, when
         not immediate.
@@ -179,12 +188,16 @@ class AutoWUScheduler:
       ICML 2021 AutoML workshop. https://arxiv.org/abs/2107.05855
     """
 
-    def __init__(self, steps_per_epoch, total_epochs, **kwargs):
+    def __init__(self, steps_per_epoch, total_epochs, steps_per_execution=1, **kwargs):
         check_run_length(steps_per_epoch, total_epochs)
+        checks.check_int("AutoWU", "steps_per_execution", steps_per_execution, 1)
         self.config = AutoWUConfig(**kwargs)
         self.steps_per_epoch = steps_per_epoch
         self.total_epochs = total_epochs
         self.plan = schedule.SchedulePlan.from_config(self.config, steps_per_epoch, total_epochs)
+        self.flat_check_interval = flat_start.check_interval(
+            self.test_interval, self.config.flat_start_speedup, steps_per_execution, steps_per_epoch
+        )
         self.reset()
         self._warn_about_the_run_length()
 
@@ -260,6 +273,22 @@ class AutoWUScheduler:
         return self.plan.total_steps
 
     @property
+    def in_fast_climb(self):
+        """Whether the warmup still climbs fast over a loss that has not moved."""
+        return self.switch is None and self.steps_done < self.state.fast_end
+
+    def next_decision_step(self):
+        """The next step at which `observe` may change the schedule or ask for a copy
+        of the weights: a test, or a check of the fast climb (epoch ends aside)."""
+        step = _next_multiple(self.steps_done, self.test_interval)
+        if self.in_fast_climb:
+            step = min(step, _next_multiple(self.steps_done, self.flat_check_interval))
+        return step
+
+    def _warmup_cap(self):
+        return self.plan.warmup_cap(self.state.fast_end)
+
+    @property
     def learning_rate(self):
         """The learning rate of the next step."""
         state = self.state._replace(rescue_steps=tf.constant(self.state.rescue_steps, tf.int64, shape=[len(self.state.rescue_steps)]))
@@ -296,9 +325,9 @@ class AutoWUScheduler:
         losses = np.asarray(losses, np.float64).ravel()
         while losses.size:
             done = self.steps_done
-            boundary = min(_next_multiple(done, self.test_interval), _next_multiple(done, self.steps_per_epoch))
-            if done < self.plan.max_warmup_steps:
-                boundary = min(boundary, self.plan.max_warmup_steps)
+            boundary = min(self.next_decision_step(), _next_multiple(done, self.steps_per_epoch))
+            if done < self._warmup_cap():
+                boundary = min(boundary, self._warmup_cap())
             chunk, losses = losses[: boundary - done], losses[boundary - done :]
             self.losses.extend(chunk)
             self.steps_done = done + chunk.size
@@ -309,6 +338,8 @@ class AutoWUScheduler:
     def _at_boundary(self, step):
         if self.unverified_snapshot_step is not None:
             self._verify_snapshot()
+        if self.in_fast_climb and step % self.flat_check_interval == 0:
+            self._check_flat_start(step)
         if step % self.test_interval == 0:
             interval = self.losses[step - self.test_interval : step]
             verdict = self.progress.add_interval(step - self.test_interval, interval)
@@ -317,7 +348,7 @@ class AutoWUScheduler:
                 self._test_warmup(step, verdict)
             else:
                 self._guard(step, verdict)
-        if step == self.plan.max_warmup_steps and self.switch is None and self.phase != "warmup":
+        if step == self._warmup_cap() and self.switch is None and self.phase != "warmup":
             self._say_the_cap_was_reached(step)
         if (
             self.config.decay_phase_stat == "loss"
@@ -362,6 +393,19 @@ class AutoWUScheduler:
         if self.healthy and self.steps_done:
             self._request("snapshot", self.steps_done)
         return self._requests
+
+    def _check_flat_start(self, step):
+        """Ends the fast climb at `step` once the loss has moved (see `flat_start`)."""
+        window = flat_start.window(self.test_interval, self.flat_check_interval)
+        if not flat_start.loss_has_moved(self.losses.values[:step], self.test_interval, window):
+            return
+        self.state = schedule.state_with_fast_end(self.plan, step, self.state)
+        if self.config.verbose and not self._quiet:
+            print(
+                f"AutoWU: the loss has moved by step {step} (learning rate "
+                f"{self.plan.warmup_lr(step - 1, step):.4g}); the warmup climbs at its steady "
+                f"pace from here, {self.config.flat_start_speedup} times slower than over the flat start."
+            )
 
     def _snapshot_if_best(self, step, verdict):
         """Keeps the weights of the lowest loss so far: a switch, a divergence and a
@@ -416,17 +460,17 @@ class AutoWUScheduler:
 
     def _last_warmup_test_step(self):
         """The step of the last test that falls within the longest warmup."""
-        return (self.plan.max_warmup_steps - 1) // self.test_interval * self.test_interval
+        return (self._warmup_cap() - 1) // self.test_interval * self.test_interval
 
     def _last_finite_lr(self):
         finite = self.losses.finite_indices
-        return self.plan.warmup_lr(int(finite[-1])) if finite.size else self.config.min_lr
+        return self.plan.warmup_lr(int(finite[-1]), self.state.fast_end) if finite.size else self.config.min_lr
 
     def _fallback_lr(self):
         finite = self.losses.finite_indices
         if not finite.size:
             return self.config.min_lr
-        return self.plan.warmup_lr(int(finite[np.argmin(self.losses.values[finite])]))
+        return self.plan.warmup_lr(int(finite[np.argmin(self.losses.values[finite])]), self.state.fast_end)
 
     def _guard(self, step, verdict):
         """After the warmup: a divergence is rescued, a healthy interval snapshotted."""
@@ -515,14 +559,13 @@ class AutoWUScheduler:
         loss_turned = self.progress.turned_after_progress()
         positive = votes > self.config.num_predictions / 2 and loss_turned
         posterior_mean = result.posterior_mean.numpy()
-        lr_now = self.plan.warmup_lr(step - 1)  # the learning rate of the last recorded loss
         return GPTestRecord(
             step,
             probability,
             positive,
-            self._warmup_lr_at(result.argmin_x.numpy(), lr_now),
+            self._warmup_lr_at(result.argmin_x.numpy(), step),
             posterior_mean,
-            self._warmup_lr_at(handover.handover_x(posterior_mean, self.config.lr_choice), lr_now)
+            self._warmup_lr_at(handover.handover_x(posterior_mean, self.config.lr_choice), step)
             * handover.lr_multiplier(self.config.lr_choice),
             loss_turned,
         )
@@ -539,12 +582,22 @@ class AutoWUScheduler:
         if first.size:
             self.losses.clip_at(first.max())
 
-    def _warmup_lr_at(self, x, lr_now):
-        """The warmup's learning rate at x in [0, 1] of the warmup so far; mean over x."""
+    def _warmup_lr_at(self, x, step):
+        """The warmup's learning rate at x in [0, 1] of its steps 0..step-1; mean over x.
+
+        x = 1 is the last recorded loss's learning rate, as in the reference, and x the
+        share of the way there, counted in steps of the climb (`warmup_position`).
+        """
+        lr_now = self.plan.warmup_lr(step - 1, self.state.fast_end)
+        now = float(schedule.warmup_position(step - 1, self.plan, self.state.fast_end))
+        along = np.asarray(x, np.float64)
+        if self.state.fast_end and now > 0:
+            positions = schedule.warmup_position(along * (step - 1), self.plan, self.state.fast_end).numpy()
+            along = positions.astype(np.float64) / now
         if self.config.warmup_type == "exp":
-            lrs = self.config.min_lr * (lr_now / self.config.min_lr) ** x
+            lrs = self.config.min_lr * (lr_now / self.config.min_lr) ** along
         else:
-            lrs = self.config.min_lr + (lr_now - self.config.min_lr) * x
+            lrs = self.config.min_lr + (lr_now - self.config.min_lr) * along
         return float(np.mean(lrs))
 
     def _record_test(self, record, verdict):

@@ -155,7 +155,8 @@ def test_fit_past_the_end_of_the_run_keeps_it_finished():
     learning rate (0), their losses go nowhere, and the run's record is untouched."""
     extra = 2 * (STEPS // EPOCHS)
     losses = parabola(STEPS + extra)
-    autowu, trace, _ = fit_on_losses(losses, EPOCHS + 2, total_epochs=EPOCHS, test_interval=4)
+    # A stream indexed by step, drawn for the steady climb.
+    autowu, trace, _ = fit_on_losses(losses, EPOCHS + 2, total_epochs=EPOCHS, test_interval=4, flat_start_speedup=1)
     scheduler = autowu.scheduler
     assert scheduler.steps_done == STEPS and scheduler.switch is not None
     np.testing.assert_allclose(scheduler.losses, losses[:STEPS].astype(np.float32), rtol=1e-6)

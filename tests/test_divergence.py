@@ -9,6 +9,9 @@ from keras_autowu._keras import keras
 
 # A range so wide that the LR blows the loss up long before three tests can agree.
 BLOW_UP = dict(min_lr=1e-3, max_lr=1e8, test_interval=4)
+# The synthetic streams below are indexed by step, drawn for a warmup that climbs
+# steadily (lr_t = 1e-5 * 1e5 ** (t / 1000)), whatever the loss does.
+STEADY = dict(flat_start_speedup=1)
 
 
 def parabola_then(step_of_trouble, trouble, steps=2000, seed=0):
@@ -26,7 +29,7 @@ def parabola_then(step_of_trouble, trouble, steps=2000, seed=0):
 def test_diverging_warmup_ends_at_once_below_the_last_healthy_lr(trouble, reason, step, capsys):
     """NaN ends the warmup at the next test; a jump far above the best, at the second."""
     losses = parabola_then(430, trouble)  # lr 0.0013, before the minimum (lr 0.01) is clear
-    scheduler = keras_autowu.AutoWUScheduler(50, 40, verbose=1)
+    scheduler = keras_autowu.AutoWUScheduler(50, 40, verbose=1, **STEADY)
     for loss in losses[:510]:
         scheduler.step(loss)
     divergence = scheduler.divergence
@@ -48,7 +51,7 @@ def falling_then_risen(rise_start, rise_stop, steps=400, seed=0):
 
 def test_one_risen_interval_at_the_last_test_before_the_cap_ends_the_warmup():
     """No later test could confirm the rise, and the cap's LR is higher still."""
-    scheduler = keras_autowu.AutoWUScheduler(10, 40, verbose=0)  # cap at step 200, last test at 190
+    scheduler = keras_autowu.AutoWUScheduler(10, 40, verbose=0, **STEADY)  # cap at step 200, last test at 190
     for loss in falling_then_risen(180, 400)[:200]:
         scheduler.step(loss)
     divergence = scheduler.divergence
@@ -71,7 +74,7 @@ def test_a_positive_last_test_before_the_cap_switches_short_of_patience(capsys):
     t = np.arange(400)
     losses = np.where(t < 170, 2.3 - 2.0 * t / 170, 0.3 + 0.7 * ((t - 170) / 20.0) ** 2)
     losses += 0.02 * rng.standard_normal(400)
-    scheduler = keras_autowu.AutoWUScheduler(10, 40, verbose=1)  # cap at step 200, last test at 190
+    scheduler = keras_autowu.AutoWUScheduler(10, 40, verbose=1, **STEADY)  # cap at step 200, last test at 190
     for loss in losses[:200]:
         scheduler.step(loss)
     positives = [test.positive for test in scheduler.tests[-3:]]
@@ -148,7 +151,7 @@ def test_a_blow_up_to_huge_losses_does_not_drag_the_hand_over_to_the_start():
     """Losses of 1e13 would dominate the GP's fit and put its minimum at the warmup's
     start (min_lr); clipped to the first interval's highest, the minimum stays put."""
     losses = parabola_then(500, lambda tail: np.full_like(tail, 1e13))  # minimum at step 600 (lr 0.01)
-    scheduler = keras_autowu.AutoWUScheduler(50, 40, verbose=0)
+    scheduler = keras_autowu.AutoWUScheduler(50, 40, verbose=0, **STEADY)
     scheduler.observe(losses[:610])
     divergence = scheduler.divergence
     assert divergence is not None and "rose to" in divergence.reason

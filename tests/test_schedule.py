@@ -12,6 +12,7 @@ from reference_schedule import reference_learning_rates
 
 
 def closed_form(total_steps, steps_per_epoch=10, switch_step=None, switch_lr=None, **kwargs):
+    kwargs.setdefault("flat_start_speedup", 1)  # the reference climbs steadily
     plan = schedule.SchedulePlan.from_config(AutoWUConfig(**kwargs), steps_per_epoch, total_steps // steps_per_epoch)
     state = schedule.initial_state(plan)
     if switch_step is not None:

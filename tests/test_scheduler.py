@@ -47,7 +47,9 @@ def test_each_switch_needs_patience_positive_tests_in_a_row():
 
 def test_falling_loss_never_switches_and_warms_up_to_the_cap():
     """A loss that keeps falling runs the warmup to its cap; the decay starts at its last LR."""
-    scheduler, lrs = run(lambda lr, rng: 2.0 - 0.3 * np.log10(max(lr, 1e-9) / 1e-5) + 0.02 * rng.standard_normal())
+    scheduler, lrs = run(
+        lambda lr, rng: 2.0 - 0.3 * np.log10(max(lr, 1e-9) / 1e-5) + 0.02 * rng.standard_normal(), flat_start_speedup=1
+    )
     assert scheduler.switch is None
     assert all(not t.positive for t in scheduler.tests[-5:])
     assert lrs[999] == pytest.approx(1e-5 * 1e5 ** (999 / 1000), rel=1e-5)
@@ -104,7 +106,7 @@ def test_reduce_on_plateau_in_the_decay_phase():
     The loss drops after the warmup's last test (step 60), so the warmup runs to its cap.
     """
     scheduler, lrs = run(
-        lambda lr, rng: 1.0 if lr > 0.1 else 1.5, steps_per_epoch=20, total_epochs=40,
+        lambda lr, rng: 1.0 if lr > 0.1 else 1.5, steps_per_epoch=20, total_epochs=40, flat_start_speedup=1,
         max_warmup_fraction=0.1, immediate_cooldown=False, decay_phase_stat="loss", decay_phase_factor=0.5,
     )
     decay_lr = lrs[80]

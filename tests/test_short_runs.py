@@ -51,9 +51,12 @@ def test_an_mlp_with_sgd_for_20_epochs_trains(seed):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_an_mlp_regression_with_adam_for_20_epochs_trains(seed):
-    """The digit's value as a regression target (variance 8.2): an MSE under 1."""
+    """The digit's value as a regression target (variance 8.2): an MSE under 1.5, where
+    the warmup that ran to its cap left 16.7. The fast climb over a flat start costs
+    this fit a little: over seeds 0..7 its MSE is 0.61 to 1.09 (mean 0.82), against
+    0.56 to 0.90 (mean 0.69) with the steady climb (flat_start_speedup=1)."""
     keras.utils.set_random_seed(seed)
     as_float = lambda y: y.astype("float32")  # noqa: E731
     model, x_test, y_test, scheduler = fit(mlp(1), keras.optimizers.Adam(), "mse", 20, seed, as_float)
     mse = float(np.mean((model.predict(x_test, verbose=0)[:, 0] - y_test) ** 2))
-    assert mse < 1.0, (mse, scheduler.switch, scheduler.divergence, scheduler.rescues)
+    assert mse < 1.5, (mse, scheduler.switch, scheduler.divergence, scheduler.rescues)

@@ -26,26 +26,36 @@ def parabola_labels():
 
 
 @functools.lru_cache(maxsize=None)  # the single-step run is the reference for every case
-def fit(steps_per_execution, jit_compile=False, test_interval=STEPS_PER_EPOCH):
+def fit(steps_per_execution, jit_compile=False, test_interval=STEPS_PER_EPOCH, flat_start_speedup=4):
     y_all = parabola_labels()
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     optimizer = keras.optimizers.SGD()
     metric, trace = learning_rate_trace(optimizer, STEPS_PER_EPOCH * EPOCHS)
     model.compile(optimizer=optimizer, loss=label_mean, metrics=[metric],
                   steps_per_execution=steps_per_execution, jit_compile=jit_compile)
-    autowu = keras_autowu.AutoWU(max_warmup_fraction=0.9, test_interval=test_interval, verbose=0)
+    autowu = keras_autowu.AutoWU(
+        max_warmup_fraction=0.9, test_interval=test_interval, flat_start_speedup=flat_start_speedup, verbose=0
+    )
     dataset = tf.data.Dataset.from_tensor_slices((np.zeros((y_all.size, 2), "float32"), y_all)).batch(BATCH)
     dataset = dataset.take(STEPS_PER_EPOCH * EPOCHS)
     model.fit(dataset.repeat(), steps_per_epoch=STEPS_PER_EPOCH, epochs=EPOCHS, callbacks=[autowu], verbose=0)
     return autowu.scheduler, trace.numpy()
 
 
-@pytest.mark.parametrize("steps_per_execution,jit_compile", [(8, False), (32, False), (32, True)])
-def test_switch_and_learning_rates_do_not_depend_on_steps_per_execution(steps_per_execution, jit_compile):
-    """With the same losses, chunks of 8 or 32 steps switch at the same test as single steps."""
-    single, single_trace = fit(1)
-    chunked, chunked_trace = fit(steps_per_execution, jit_compile)
+@pytest.mark.parametrize(
+    "steps_per_execution,jit_compile,flat_start_speedup", [(8, False, 4), (32, False, 1), (32, True, 1)]
+)
+def test_switch_and_learning_rates_do_not_depend_on_steps_per_execution(steps_per_execution, jit_compile, flat_start_speedup):
+    """With the same losses, chunks of 8 or 32 steps switch at the same test as single
+    steps. The fast climb's checks (every 8 steps) fit in chunks of 8; in chunks of 32,
+    a whole test interval, they can only fall at the tests, so there the climb is steady."""
+    single, single_trace = fit(1, flat_start_speedup=flat_start_speedup)
+    chunked, chunked_trace = fit(steps_per_execution, jit_compile, flat_start_speedup=flat_start_speedup)
     assert single.switch is not None
+    assert chunked.flat_check_interval == single.flat_check_interval == (8 if flat_start_speedup > 1 else 32)
+    assert chunked.state.fast_end == single.state.fast_end
+    if flat_start_speedup > 1:  # a check, not the climb's span, ended the fast climb
+        assert 0 < single.state.fast_end < single.plan.longest_fast_climb()
     assert chunked.switch.step == single.switch.step
     assert chunked.switch.lr_at_minimum == pytest.approx(single.switch.lr_at_minimum, rel=1e-9)
     np.testing.assert_array_equal(np.float32(chunked.losses), np.float32(single.losses))
