@@ -4,6 +4,7 @@
 # make bench: every benchmark, then docs/benchmarks.md and its plots (under an hour on 2 cores)
 # make bench-handover: the hand-over LR candidates (section 4 of docs/benchmarks.md)
 # make bench-handover-half: the defaults against lr_choice="gp_minimum/2" at every batch size (section 4)
+# make bench-flat-start: the fast climb over a flat start (the default) against the steady climb (section 5)
 # make bench-warmup: a higher start for a shorter warmup, or a held hand-over LR, at the large batches (section 5)
 # make bench-factor-search: factor search against fixed schedules, its sensitivity and cost (section 6)
 # make bench-autolrs: AutoLRS's steps to a tuned cosine's accuracy, and its cost (section 7)
@@ -14,7 +15,7 @@ COMPAT_VENV ?= .venv-tf215
 COMPAT_PINS = tensorflow==2.15.1 tensorflow-probability==0.23.0 tf-keras==2.15.1 tensorflow-addons==0.23.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-compat bench bench-handover bench-handover-half bench-warmup bench-factor-search bench-autolrs report
+.PHONY: demo test test-compat bench bench-handover bench-handover-half bench-flat-start bench-warmup bench-factor-search bench-autolrs report
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +71,15 @@ bench-handover-half: $(VENV)/.installed
 		> $(RESULTS)/handover_half_digits.txt & a=$$!; \
 	$(CLAIM) --data mnist1d --no-schedule-free --methods autowu autowu-gp_minimum/2 \
 		> $(RESULTS)/handover_half_mnist1d.txt & b=$$!; \
+	wait $$a && wait $$b
+	$(MAKE) report
+
+bench-flat-start: $(VENV)/.installed
+	mkdir -p $(RESULTS)
+	$(CLAIM) --data digits --no-schedule-free --methods autowu autowu:flat_start_speedup=1 \
+		--json $(RESULTS)/flat_start_digits.json > $(RESULTS)/flat_start_digits.txt & a=$$!; \
+	$(CLAIM) --data mnist1d --no-schedule-free --methods autowu autowu:flat_start_speedup=1 \
+		--json $(RESULTS)/flat_start_mnist1d.json > $(RESULTS)/flat_start_mnist1d.txt & b=$$!; \
 	wait $$a && wait $$b
 	$(MAKE) report
 
