@@ -6,6 +6,7 @@ import pytest
 import keras_autowu
 from keras_autowu import flat_start, schedule
 from keras_autowu.config import AutoWUConfig
+from test_progress_gate import drive
 
 
 def noisy(level, steps, noise=0.02, seed=0):
@@ -99,21 +100,6 @@ def test_the_longest_fast_climb_covers_the_span_and_ends_before_the_cap():
 def test_a_steady_climb_has_no_fast_end():
     plan, state = plan_and_state(0, flat_start_speedup=1)
     assert plan.longest_fast_climb() == 0 and schedule.initial_state(plan) == state
-
-
-def slow_start(lr, rng):
-    """Flat until lr 1e-3, down to 0.3 at lr 1e-2, then up again."""
-    log_lr = np.log10(max(lr, 1e-9))
-    return 2.3 - 2.0 * np.clip(log_lr + 3.0, 0.0, 1.0) + 3.0 * max(0.0, log_lr + 2.0) ** 2 + 0.05 * rng.standard_normal()
-
-
-def drive(scheduler, steps, seed=0):
-    rng = np.random.default_rng(seed)
-    losses = []
-    for _ in range(steps):
-        losses.append(slow_start(scheduler.learning_rate, rng))
-        scheduler.step(losses[-1])
-    return losses
 
 
 def test_a_resumed_run_replays_the_end_of_the_fast_climb():

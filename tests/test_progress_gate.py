@@ -60,15 +60,21 @@ def slow_start(lr, rng):
     return 2.3 - 2.0 * fall + rise + 0.05 * rng.standard_normal()
 
 
+def drive(scheduler, steps=1000, seed=0):
+    """Runs `scheduler` on slow_start for `steps` steps; returns each step's learning rate."""
+    rng = np.random.default_rng(seed)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(scheduler.learning_rate)
+        scheduler.step(slow_start(lrs[-1], rng))
+    return lrs
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_slow_start_waits_for_the_fall_and_switches_after_the_minimum(seed):
     """A long flat start does not end the warmup; the minimum after the fall does."""
     scheduler = keras_autowu.AutoWUScheduler(50, 40, verbose=0)
-    rng = np.random.default_rng(seed)
-    lrs = []
-    for _ in range(1000):
-        lrs.append(scheduler.learning_rate)
-        scheduler.step(slow_start(lrs[-1], rng))
+    lrs = drive(scheduler, seed=seed)
     switch = scheduler.switch
     assert switch is not None
     assert lrs[switch.step - 1] > 1e-2  # the minimum
@@ -82,11 +88,7 @@ def test_the_warmup_climbs_fast_over_the_flat_start_and_steadily_after(seed):
     (lr_t = 1e-5 * 1e5 ** (t / 1000)) soon after it moves: the minimum comes 2.5 decades
     * 200 steps * 3/4 earlier, and the steady climb gives the GP as many losses around it."""
     fast = keras_autowu.AutoWUScheduler(50, 40, verbose=0)
-    rng = np.random.default_rng(seed)
-    lrs = []
-    for _ in range(1000):
-        lrs.append(fast.learning_rate)
-        fast.step(slow_start(lrs[-1], rng))
+    lrs = drive(fast, seed=seed)
     moved = fast.state.fast_end
     # The fast climb ended within a quarter decade of where the loss started to move.
     assert 1e-3 < lrs[moved - 1] < 1e-3 * 10 ** 0.25, lrs[moved - 1]
@@ -94,9 +96,7 @@ def test_the_warmup_climbs_fast_over_the_flat_start_and_steadily_after(seed):
     steady_steps = np.arange(moved, fast.switch.step)
     np.testing.assert_allclose(lrs[moved:fast.switch.step], 1e-5 * 1e5 ** ((steady_steps + 3 * moved) / 1000), rtol=1e-5)
     steady = keras_autowu.AutoWUScheduler(50, 40, verbose=0, flat_start_speedup=1)
-    rng = np.random.default_rng(seed)
-    for _ in range(1000):
-        steady.step(slow_start(steady.learning_rate, rng))
+    drive(steady, seed=seed)
     # Tests fall every 50 steps: the switch comes at a test, 3 * moved steps earlier give or take one.
     assert abs(steady.switch.step - fast.switch.step - 3 * moved) <= 50
     assert fast.switch.lr_at_minimum == pytest.approx(steady.switch.lr_at_minimum, rel=0.2)
