@@ -112,10 +112,8 @@ def state_with_fast_end(plan, fast_end, state=None):
     """`state` (the initial one by default) with the fast climb ending at `fast_end`:
     the warmup's cap, and the learning rate it would hand on there, move with it."""
     cap = plan.warmup_cap(fast_end)
-    last_warmup_lr = plan.warmup_lr(cap - 1, fast_end)
-    if state is None:
-        return ScheduleState(warmup_end=cap, decay_base_lr=last_warmup_lr, fast_end=fast_end)
-    return state._replace(warmup_end=cap, decay_base_lr=last_warmup_lr, fast_end=fast_end)
+    state = ScheduleState(warmup_end=0, decay_base_lr=0.0) if state is None else state
+    return state._replace(warmup_end=cap, decay_base_lr=plan.warmup_lr(cap - 1, fast_end), fast_end=fast_end)
 
 
 def cooldown_start(warmup_end, plan):

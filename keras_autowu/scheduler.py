@@ -588,12 +588,12 @@ class AutoWUScheduler:
         x = 1 is the last recorded loss's learning rate, as in the reference, and x the
         share of the way there, counted in steps of the climb (`warmup_position`).
         """
-        lr_now = self.plan.warmup_lr(step - 1, self.state.fast_end)
-        now = float(schedule.warmup_position(step - 1, self.plan, self.state.fast_end))
+        fast_end = self.state.fast_end
+        lr_now = self.plan.warmup_lr(step - 1, fast_end)
         along = np.asarray(x, np.float64)
-        if self.state.fast_end and now > 0:
-            positions = schedule.warmup_position(along * (step - 1), self.plan, self.state.fast_end).numpy()
-            along = positions.astype(np.float64) / now
+        if fast_end and step > 1:  # a steady climb: x is already the share of the way
+            now = float(schedule.warmup_position(step - 1, self.plan, fast_end))
+            along = schedule.warmup_position(along * (step - 1), self.plan, fast_end).numpy().astype(np.float64) / now
         if self.config.warmup_type == "exp":
             lrs = self.config.min_lr * (lr_now / self.config.min_lr) ** along
         else:
