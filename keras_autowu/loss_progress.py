@@ -12,6 +12,12 @@ AutoWU looks at the loss twice at every test boundary, in the warmup and after i
 - **Has it diverged?** A non-finite loss, or an interval's mean loss that has lost half
   the progress from the first interval to the best, by more than ten standard errors of
   batch noise: the loss blew up, or the network died back to its starting loss.
+- **Has it drifted up after the warmup?** The hand-over learning rate can sit above
+  what stays stable: instability takes steps to build, so the loss climbs slowly after
+  the switch instead of blowing up. After the warmup an interval has also drifted when
+  its mean has doubled from the best and lost a tenth of the progress, beyond the same
+  noise margin. Doubling only counts for a loss that is positive at its best, as
+  cross-entropy and squared errors are.
 - **Are the weights at its end healthy?** A network can die within one interval while
   the interval's mean still looks fine; a snapshot of its weights is then worthless.
   So an interval is healthy only when the mean of its last quarter has not risen either.
@@ -34,6 +40,11 @@ DIVERGENCE_RISE = 0.5
 # ...by more than this many standard errors of an interval's mean: batch noise alone
 # should never count as a divergence.
 DIVERGENCE_NOISE_MARGIN = 10.0
+# An interval has drifted when its mean is this many times the best...
+DRIFT_RATIO = 2.0
+# ...and has lost this share of the progress: a tiny loss late in a run may double by
+# chance, but not come back a tenth of the way to where it started.
+DRIFT_RISE = 0.1
 # An interval shorter than this is judged on the mean of this many latest losses: the
 # mean of two heavy-tailed losses is no measure of progress.
 MIN_WINDOW = 10
@@ -57,6 +68,7 @@ class IntervalVerdict(NamedTuple):
     risen: bool  # lost half the progress (see the module docstring)
     risen_in_a_row: int  # intervals in a row that have risen, this one included
     tail_risen: bool = False  # the mean of the interval's last quarter has risen
+    drifted_in_a_row: int = 0  # intervals in a row that have drifted (see the module docstring)
 
     @property
     def healthy(self):
@@ -90,7 +102,7 @@ class LossProgress:
             self._last_finite = float(finite[-1])
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
-            self.risen_in_a_row = 0
+            self.risen_in_a_row = self.drifted_in_a_row = 0
             self._recent.clear()
             reason = f"the loss of step {first_step + int(bad[0])} is {losses[bad[0]]}"
             return IntervalVerdict(reason, math.nan, False, 0)
@@ -101,17 +113,28 @@ class LossProgress:
         risen = self.has_risen(mean, window.size)
         tail = window[-max(1, window.size // 4) :]
         self.risen_in_a_row = self.risen_in_a_row + 1 if risen else 0
-        return IntervalVerdict(None, mean, risen, self.risen_in_a_row, self.has_risen(float(tail.mean()), tail.size))
+        self.drifted_in_a_row = self.drifted_in_a_row + 1 if self.has_drifted(mean, window.size) else 0
+        tail_risen = self.has_risen(float(tail.mean()), tail.size)
+        return IntervalVerdict(None, mean, risen, self.risen_in_a_row, tail_risen, self.drifted_in_a_row)
 
     def has_risen(self, mean, count=1):
         """Whether a mean of `count` losses has lost half the progress, beyond noise."""
+        return self._risen_by(DIVERGENCE_RISE, mean, count)
+
+    def has_drifted(self, mean, count=1):
+        """Whether a mean of `count` losses has doubled from a positive best and lost a
+        tenth of the progress, beyond noise."""
+        best = min(self.interval_means)
+        return best > 0 and mean > DRIFT_RATIO * best and self._risen_by(DRIFT_RISE, mean, count)
+
+    def _risen_by(self, share, mean, count):
         first, best = self.interval_means[0], min(self.interval_means)
-        margin = max(DIVERGENCE_RISE * (first - best), DIVERGENCE_NOISE_MARGIN * self.step_noise() / math.sqrt(count))
+        margin = max(share * (first - best), DIVERGENCE_NOISE_MARGIN * self.step_noise() / math.sqrt(count))
         return mean > best + margin
 
     def forgive(self):
         """After a roll-back: the risen intervals, and the losses before it, are history."""
-        self.risen_in_a_row = 0
+        self.risen_in_a_row = self.drifted_in_a_row = 0
         self._recent.clear()
 
     def step_noise(self):

@@ -475,11 +475,14 @@ class AutoWUScheduler:
     def _guard(self, step, verdict):
         """After the warmup: a divergence is rescued, a healthy interval snapshotted."""
         reason = verdict.non_finite
-        if verdict.risen_in_a_row >= 2:
+        # Two intervals in a row, as in the warmup; a drift is slower than a blow-up
+        # and caught sooner (see `loss_progress`).
+        if verdict.risen_in_a_row >= 2 or verdict.drifted_in_a_row >= 2:
+            how = "" if verdict.risen_in_a_row >= 2 else ", more than twice the best"
             reason = (
                 f"the mean loss of steps {step - self.test_interval}..{step - 1} rose to "
-                f"{verdict.mean:.4g} (best {min(self.progress.interval_means):.4g}), the second "
-                "interval in a row"
+                f"{verdict.mean:.4g} (best {min(self.progress.interval_means):.4g}){how}, the "
+                "second interval in a row"
             )
         if reason is None:
             self._snapshot_if_best(step, verdict)

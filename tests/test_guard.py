@@ -110,6 +110,40 @@ def test_one_risen_interval_is_not_a_divergence():
     assert scheduler.rescues == []
 
 
+def test_a_loss_that_drifts_up_after_the_switch_is_rescued(capsys):
+    """A hand-over LR a little too high makes the loss climb, not blow up: in `make demo`
+    (LAMB on digits) the interval means after the switch went 0.14, 0.18, 0.32, 0.21,
+    0.68, 0.90 from a best of 0.13, far from half the progress (1.2). Three times the
+    best, a fifth of the progress back, two intervals in a row: rescued. Step 600's own
+    loss has not blown up, so its snapshot stays the one to go back to."""
+    scheduler, requests = feed(switched_then(600, 620, trouble=0.6), verbose=1)
+    [rescue] = scheduler.rescues
+    assert rescue.step == 620 and rescue.restore_step == 600
+    assert keras_autowu.Request("restore", 600) in requests
+    assert "rose to 0.59" in rescue.reason and rescue.reason.endswith("more than twice the best, the second interval in a row")
+    assert "rescue 1 of at most 5 at step 620" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "trouble, why",
+    [(0.3, "twice the best, but not a tenth of the progress back"), (0.39, "a tenth of the progress back, not twice the best")],
+)
+def test_a_small_rise_late_in_the_run_is_not_a_drift(trouble, why):
+    """Late in a run the best is 0.13: a loss of 0.3 has doubled it by a hair's width of
+    the progress from 2.3; an earlier rise to 0.39 from a best of 0.2 has not doubled."""
+    start = 1000 if trouble == 0.3 else 600
+    scheduler, _ = feed(switched_then(start, start + 40, trouble=trouble))
+    assert scheduler.rescues == [], why
+
+
+def test_a_loss_below_zero_never_drifts():
+    """Doubling means nothing for a loss that is negative at its best (a log-likelihood
+    with a constant dropped): only the rise by half the progress counts there."""
+    losses = switched_then(600, 640, trouble=0.6) - 1.0
+    scheduler, _ = feed(losses)
+    assert scheduler.switch is not None and scheduler.rescues == []
+
+
 def test_rescues_are_bounded_then_warned_about_once():
     """A loss that stays blown up is rescued max_rescues times, then reported once."""
     with warnings.catch_warnings(record=True) as caught:
