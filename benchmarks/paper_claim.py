@@ -297,7 +297,14 @@ def main():
     parser.add_argument("--batch-sizes", nargs="+", type=int, help="instead of each data set's five")
     parser.add_argument("--threads", type=int, help="TensorFlow's threads (two benchmarks side by side: 1 each)")
     parser.add_argument("--no-schedule-free", action="store_true", help="leave out ScheduleFreeAdamW")
+    parser.add_argument(
+        "--update", action="store_true",
+        help="rerun only --methods and replace their results in the --json file, keeping the rest "
+        "(after a change that touches only those methods)",
+    )
     args = parser.parse_args()
+    if args.update and not (args.json and os.path.exists(args.json)):
+        parser.error(f"--update needs an existing --json file; got --json={args.json!r}")
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
@@ -319,9 +326,27 @@ def main():
         results["datasets"][name] = result
     results["seconds"] = time.perf_counter() - start
     print(f"{results['seconds']:.0f} s")
+    if args.update:
+        results = updated(args.json, results, args.methods)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f)
+
+
+def updated(path, new, methods):
+    """The results in `path` with `methods` replaced by the `new` run's; the run's time
+    is noted under "updates", its "seconds" stay those of the full run."""
+    with open(path) as f:
+        results = json.load(f)
+    for name, result in new["datasets"].items():
+        for optimizer, res in result.items():
+            if isinstance(res, dict) and "methods" in res:
+                old = results["datasets"][name][optimizer]
+                old["methods"].update(res["methods"])
+                if "autowu_lr_slope" in res:
+                    old["autowu_lr_slope"] = res["autowu_lr_slope"]
+    results.setdefault("updates", []).append({"methods": methods, "seconds": new["seconds"]})
+    return results
 
 
 if __name__ == "__main__":

@@ -248,6 +248,16 @@ def result_lines(folder, name):
     )
 
 
+def updated_note(update_minutes):
+    """Says that AutoWU's default rows were rerun alone (`make bench-autowu`)."""
+    if not update_minutes:
+        return ""
+    return (
+        f"; AutoWU's default rows were rerun alone after a change to AutoWU, with `make "
+        f"bench-autowu` ({max(update_minutes):.0f} minutes), the other rows kept"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paper_claim_json", nargs="+")
@@ -255,10 +265,11 @@ def main():
     parser.add_argument("--out", default="docs")
     parser.add_argument("--machine", default=f"{platform.machine()}, {platform.processor() or 'CPU'}")
     args = parser.parse_args()
-    datasets, minutes = {}, []
+    datasets, minutes, update_minutes = {}, [], []
     for path in args.paper_claim_json:
         results = json.loads(pathlib.Path(path).read_text())
         minutes.append(results["seconds"] / 60)
+        update_minutes += [update["seconds"] / 60 for update in results.get("updates", [])[-1:]]
         datasets.update(results["datasets"])
     out = pathlib.Path(args.out)
     (out / "benchmarks").mkdir(parents=True, exist_ok=True)
@@ -297,7 +308,7 @@ def main():
     printed["flat_start"] = flat_start_table(flat_start, datasets) if flat_start else "(run `make bench-flat-start`)"
     printed["handover_half"] = result_lines(folder, "handover_half") or "(run `make bench-handover-half`)"
     text = TEMPLATE.format(
-        machine=args.machine, minutes=max(minutes), sections="\n".join(sections),
+        machine=args.machine, minutes=max(minutes), updated=updated_note(update_minutes), sections="\n".join(sections),
         handover=handover_table(handover) if handover else "(run `make bench-handover`)", **printed,
     )
     (out / "benchmarks.md").write_text(text)
@@ -344,7 +355,7 @@ places, and the script measures them apart:
 ## 3. The paper's claim: AutoWU without tuning against tuned schedules
 
 `python benchmarks/paper_claim.py --data digits` and `--data mnist1d`, side by side with
-one thread each (the longer took {minutes:.0f} minutes). Two data sets made locally:
+one thread each (the longer took {minutes:.0f} minutes){updated}. Two data sets made locally:
 scikit-learn's digits (each training image also shifted by one pixel right and down)
 with a small CNN, and MNIST-1D (`mnist1d.data.make_dataset`, 25,000 samples) with a
 small 1-D CNN; the same 20-epoch budget at every batch size. The baselines' peak
