@@ -35,6 +35,23 @@ def optimizer_variables(optimizer):
     return variables() if callable(variables) else variables
 
 
+def variable_ref(variable):
+    """A hashable identity of a variable. Keras 3 variables wrap a tf.Variable, and the
+    optimizer's lists may hold either: compare what they wrap."""
+    value = getattr(variable, "value", None)
+    return (variable if value is None or callable(value) else value).ref()
+
+
+def sgd_velocity_refs(optimizer):
+    """The `variable_ref`s of Keras SGD's velocities, empty for any other optimizer.
+
+    Keras's SGD keeps the learning rate inside its velocity (v <- momentum * v - lr * g;
+    PyTorch's buffer leaves it out): a restore at another learning rate scales them.
+    """
+    velocities = getattr(optimizer, "momentums", None) if type(optimizer).__name__ == "SGD" else None
+    return {variable_ref(v) for v in velocities or () if v is not None}
+
+
 def build_optimizer_slots(model):
     """Makes the optimizer's slots now if the first step has not yet: a copy taken
     before them would put back the weights and leave the slots as they became."""

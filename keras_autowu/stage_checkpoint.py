@@ -16,9 +16,8 @@ explored one; `restore(velocity_scale=new / old)` gives the PyTorch behaviour.
 
 import tensorflow as tf
 
-from keras_autowu._keras import optimizer_variables
+from keras_autowu._keras import optimizer_variables, sgd_velocity_refs, variable_ref
 from keras_autowu.run_variables import _tf_variable
-from keras_autowu.weight_snapshot import _ref
 
 
 class StageCheckpoint:
@@ -27,12 +26,11 @@ class StageCheckpoint:
 
     def __init__(self, model, exclude=()):
         optimizer = model.optimizer
-        skip = set(exclude) | {_ref(optimizer.learning_rate)}
-        variables = list(model.weights) + [v for v in optimizer_variables(optimizer) if _ref(v) not in skip]
+        skip = set(exclude) | {variable_ref(optimizer.learning_rate)}
+        variables = list(model.weights) + [v for v in optimizer_variables(optimizer) if variable_ref(v) not in skip]
         self._variables = [_tf_variable(v) for v in variables]
-        velocities = getattr(optimizer, "momentums", None) if type(optimizer).__name__ == "SGD" else None
-        velocity_refs = {_ref(v) for v in velocities or () if v is not None}
-        self._is_velocity = [_ref(v) in velocity_refs for v in variables]
+        velocity_refs = sgd_velocity_refs(optimizer)
+        self._is_velocity = [variable_ref(v) in velocity_refs for v in variables]
         with model.distribute_strategy.scope():
             self._copies = [
                 tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="autolrs_checkpoint")

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_autowu._keras import optimizer_variables
+from keras_autowu._keras import optimizer_variables, sgd_velocity_refs, variable_ref
 
 
 class WeightSnapshot:
@@ -32,13 +32,12 @@ class WeightSnapshot:
     def __init__(self, model, step, exclude=()):
         self.step = step
         optimizer = model.optimizer
-        skip = set(exclude) | {_ref(optimizer.iterations), _ref(optimizer.learning_rate)}
-        slots = [v for v in optimizer_variables(optimizer) if _ref(v) not in skip]
+        skip = set(exclude) | {variable_ref(optimizer.iterations), variable_ref(optimizer.learning_rate)}
+        slots = [v for v in optimizer_variables(optimizer) if variable_ref(v) not in skip]
         self._variables = list(model.weights) + slots
         self._values = [np.array(v.numpy()) for v in self._variables]
         self._learning_rate = float(np.asarray(_value(optimizer.learning_rate)))
-        velocities = getattr(optimizer, "momentums", None) if type(optimizer).__name__ == "SGD" else None
-        self._velocities = {_ref(v) for v in velocities or () if v is not None}
+        self._velocities = sgd_velocity_refs(optimizer)
 
     def is_finite(self):
         """Whether every floating-point value held is finite."""
@@ -50,14 +49,9 @@ class WeightSnapshot:
         if learning_rate is not None and self._learning_rate > 0:
             scale = min(1.0, float(learning_rate) / self._learning_rate)
         for variable, value in zip(self._variables, self._values):
-            variable.assign(value * scale if _ref(variable) in self._velocities else value)
+            variable.assign(value * scale if variable_ref(variable) in self._velocities else value)
 
 
 def _value(variable):
     return variable.numpy() if hasattr(variable, "numpy") else variable
 
-
-def _ref(variable):
-    # Keras 3 variables wrap a tf.Variable; compare what they wrap.
-    value = getattr(variable, "value", None)
-    return (variable if value is None or callable(value) else value).ref()
