@@ -106,9 +106,10 @@ class AutoWUScheduler:
     warmup's learning rate at the lowest finite loss (`min_lr` when there is none).
 
     After the warmup a guard keeps watching at every test interval: a non-finite
-    loss, or two intervals in a row that lost half the progress, is a divergence, and
-    a rescue halves the learning rate from that step on (at most `max_rescues` times)
-    and asks for the snapshot of the lowest loss back.
+    loss, or two intervals in a row that lost half the progress or drifted (doubled
+    from the best and lost a tenth of the progress), is a divergence, and a rescue
+    halves the learning rate from that step on (at most `max_rescues` times) and asks
+    for the snapshot of the lowest loss back.
 
     `observe` returns the `Request`s that the training loop carries out: keep a
     snapshot of the weights (at each test whose interval has the lowest loss so far),
