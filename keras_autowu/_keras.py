@@ -35,11 +35,17 @@ def optimizer_variables(optimizer):
     return variables() if callable(variables) else variables
 
 
-def variable_ref(variable):
-    """A hashable identity of a variable. Keras 3 variables wrap a tf.Variable, and the
-    optimizer's lists may hold either: compare what they wrap."""
+def tf_variable(variable):
+    """The tf.Variable behind a variable: Keras 3 variables wrap one (`.value`), tf_keras
+    and tf.distribute ones are one (their `.value` is a method)."""
     value = getattr(variable, "value", None)
-    return (variable if value is None or callable(value) else value).ref()
+    return variable if value is None or callable(value) else value
+
+
+def variable_ref(variable):
+    """A hashable identity of a variable. The optimizer's lists may hold a Keras 3
+    variable or the tf.Variable it wraps: compare what they wrap."""
+    return tf_variable(variable).ref()
 
 
 def sgd_velocity_refs(optimizer):

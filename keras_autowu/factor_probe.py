@@ -32,7 +32,7 @@ import functools
 
 import tensorflow as tf
 
-from keras_autowu._keras import keras
+from keras_autowu._keras import keras, tf_variable
 
 _ORIGINAL_ATTRIBUTE = "_factor_search_probe_installed"
 
@@ -62,10 +62,6 @@ def probe_loss_function(model, use="FactorSearch probes the compiled loss"):
     return loss
 
 
-def _tf_variable(variable):
-    return variable if isinstance(variable, tf.Variable) else variable.value
-
-
 def _assign(variable, value):
     return variable.assign(value)
 
@@ -80,7 +76,7 @@ class FactorProbe:
         self._rows = probe_batch_size
         self._seed = seed
         self._loss_function = probe_loss_function(model)
-        self._weights = [_tf_variable(w) for w in model.trainable_variables]
+        self._weights = [tf_variable(w) for w in model.trainable_variables]
         strategy = getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
         with strategy.scope(), tf.init_scope():  # mirrored, like the weights they copy
             self._start = [tf.Variable(tf.zeros(w.shape, w.dtype), trainable=False, name="probe_start") for w in self._weights]

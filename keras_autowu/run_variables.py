@@ -21,7 +21,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from keras_autowu._keras import IS_KERAS_3, build_optimizer_slots, keras
+from keras_autowu._keras import IS_KERAS_3, build_optimizer_slots, keras, tf_variable, variable_ref
 
 # No run yet: `step_offset` holds this until a run starts.
 NO_RUN = -1
@@ -55,7 +55,7 @@ class RunVariables:
 
     def read_losses(self, start, stop):
         """Losses start..stop-1, read from the device alone."""
-        return tf.gather(_tf_variable(self.losses), tf.range(start, stop)).numpy()
+        return tf.gather(tf_variable(self.losses), tf.range(start, stop)).numpy()
 
     def recorded_losses(self):
         """The losses recorded so far, and the step offset (NO_RUN before any run)."""
@@ -72,13 +72,13 @@ class RunVariables:
 
     def tf_variables(self):
         """The underlying tf.Variables, for graph code (scatter updates) on both Kerases."""
-        return RunVariables(*(_tf_variable(v) for v in self._all()))
+        return RunVariables(*(tf_variable(v) for v in self._all()))
 
     def _all(self):
         return (self.losses, self.steps_recorded, self.step_offset, self.learning_rates)
 
     def refs(self):
-        return {_tf_variable(v).ref() for v in self._all()}
+        return {variable_ref(v) for v in self._all()}
 
 
 _SPECS = (  # the saved variables: name, dtype, initial value
@@ -206,9 +206,3 @@ def _add_tf_keras_variables(optimizer, total_steps):
     # Attribute tracking makes it a checkpoint dependency, restored on creation.
     setattr(optimizer, _ATTRIBUTE, _TrackedRunVariables(total_steps))
     return find(optimizer, total_steps)
-
-
-def _tf_variable(variable):
-    if isinstance(variable, tf.Variable):
-        return variable
-    return variable.value  # a Keras 3 variable

@@ -16,8 +16,7 @@ explored one; `restore(velocity_scale=new / old)` gives the PyTorch behaviour.
 
 import tensorflow as tf
 
-from keras_autowu._keras import optimizer_variables, sgd_velocity_refs, variable_ref
-from keras_autowu.run_variables import _tf_variable
+from keras_autowu._keras import optimizer_variables, sgd_velocity_refs, tf_variable, variable_ref
 
 
 class StageCheckpoint:
@@ -28,7 +27,7 @@ class StageCheckpoint:
         optimizer = model.optimizer
         skip = set(exclude) | {variable_ref(optimizer.learning_rate)}
         variables = list(model.weights) + [v for v in optimizer_variables(optimizer) if variable_ref(v) not in skip]
-        self._variables = [_tf_variable(v) for v in variables]
+        self._variables = [tf_variable(v) for v in variables]
         velocity_refs = sgd_velocity_refs(optimizer)
         self._is_velocity = [variable_ref(v) in velocity_refs for v in variables]
         with model.distribute_strategy.scope():

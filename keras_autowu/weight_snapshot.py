@@ -54,4 +54,3 @@ class WeightSnapshot:
 
 def _value(variable):
     return variable.numpy() if hasattr(variable, "numpy") else variable
-
