@@ -91,7 +91,8 @@ class AutoWUScheduler:
     tests whether their minimum has passed; a test is positive when the GP is sure of
     it and the loss has fallen by `min_progress` of its start and risen again by
     `min_rise` of that fall. After `patience` positive tests in a row (or a positive
-    last test before the warmup's cap, whose learning rate would be higher still), the
+    last test before the warmup's cap, or at the cap, whose learning rate would be
+    handed on otherwise), the
     learning rate is set to the point of the GP's loss curve that `lr_choice` picks and
     the decay begins:
     a cosine to zero at the end of the run (`immediate_cooldown=True`), or a constant
@@ -99,7 +100,7 @@ class AutoWUScheduler:
     with `decay_phase_stat="loss"`) and then a cosine over the last `cooldown_fraction`.
 
     A warmup whose loss diverges (a non-finite loss, or, at two tests in a row or at
-    the last test before the warmup's cap, a test interval's mean loss that has lost
+    the last test before the warmup's cap or at the cap, a test interval's mean loss that has lost
     half the progress from the first interval to the best) ends at that test, with the
     learning rate
     at the GP's minimum of the finite losses, or, when the GP has no estimate, the
@@ -251,6 +252,7 @@ class AutoWUScheduler:
         self.snapshot_step: Optional[int] = None  # the snapshot a restore puts back
         self.unverified_snapshot_step: Optional[int] = None  # a newer one, its own loss unknown
         self.progress = LossProgress(self.config.min_progress, self.config.min_rise)
+        self._interval_start = 0  # the first step of the test interval under way
         self.healthy = True  # the last test interval's losses: finite, and not rising
         self._gp_state = gp_minimum.initial_gp_state()
         self._recent_positives = collections.deque(maxlen=self.config.patience)
@@ -282,6 +284,8 @@ class AutoWUScheduler:
         """The next step at which `observe` may change the schedule or ask for a copy
         of the weights: a test, or a check of the fast climb (epoch ends aside)."""
         step = _next_multiple(self.steps_done, self.test_interval)
+        if self.switch is None and self.tests and self.steps_done < self._warmup_cap():
+            step = min(step, self._warmup_cap())
         if self.in_fast_climb:
             step = min(step, _next_multiple(self.steps_done, self.flat_check_interval))
         return step
@@ -341,15 +345,19 @@ class AutoWUScheduler:
             self._verify_snapshot()
         if self.in_fast_climb and step % self.flat_check_interval == 0:
             self._check_flat_start(step)
-        if step % self.test_interval == 0:
-            interval = self.losses[step - self.test_interval : step]
-            verdict = self.progress.add_interval(step - self.test_interval, interval)
+        # After a test in the warmup, its cap is a test too: the losses since the last
+        # one are of the warmup's highest learning rates, and may have turned or blown up.
+        at_cap = step == self._warmup_cap() and self.switch is None and bool(self.tests)
+        if at_cap or step % self.test_interval == 0:
+            interval = self.losses[self._interval_start : step]
+            verdict = self.progress.add_interval(self._interval_start, interval)
             self.healthy = verdict.healthy
-            if self.phase == "warmup":
+            if self.phase == "warmup" or at_cap:
                 self._test_warmup(step, verdict)
             else:
                 self._guard(step, verdict)
-        if step == self._warmup_cap() and self.switch is None and self.phase != "warmup":
+            self._interval_start = step
+        if at_cap and self.switch is None:
             self._say_the_cap_was_reached(step)
         if (
             self.config.decay_phase_stat == "loss"
@@ -438,16 +446,17 @@ class AutoWUScheduler:
     def _test_warmup(self, step, verdict):
         reason = verdict.non_finite
         risen = (
-            f"the mean loss of steps {step - self.test_interval}..{step - 1} rose to "
+            f"the mean loss of steps {self._interval_start}..{step - 1} rose to "
             f"{verdict.mean:.4g} (best {min(self.progress.interval_means):.4g})"
         ) if verdict.risen else None
         # Two intervals in a row: a single bad batch is noise, a blow-up persists.
         if verdict.risen_in_a_row >= 2:
             reason = risen
         # No later test can confirm it, and the reference would hand the cap's learning
-        # rate on, which is higher still: at the last test, one risen interval will do.
-        elif risen and step == self._last_warmup_test_step():
-            reason = f"{risen}, at the last test before the warmup's cap"
+        # rate on, which is higher still: at the last tests, one risen interval will do.
+        elif risen and self._is_last_chance(step):
+            where = "at the warmup's cap" if step == self._warmup_cap() else "at the last test before the warmup's cap"
+            reason = f"{risen}, {where}"
         record = self._gp_test(step)
         if reason is None:
             self._record_test(record, verdict)
@@ -459,9 +468,11 @@ class AutoWUScheduler:
         self.divergence = Divergence(step, reason, lr, fallback)
         self._switch(record._replace(handover_lr=lr), restore=True)
 
-    def _last_warmup_test_step(self):
-        """The step of the last test that falls within the longest warmup."""
-        return (self._warmup_cap() - 1) // self.test_interval * self.test_interval
+    def _is_last_chance(self, step):
+        """Whether the test at `step` is the last on the grid before the warmup's cap,
+        or the one at the cap: the warmup's last chance to end on its own terms."""
+        cap = self._warmup_cap()
+        return step in ((cap - 1) // self.test_interval * self.test_interval, cap)
 
     def _last_finite_lr(self):
         finite = self.losses.finite_indices
@@ -481,7 +492,7 @@ class AutoWUScheduler:
         if verdict.risen_in_a_row >= 2 or verdict.drifted_in_a_row >= 2:
             how = "" if verdict.risen_in_a_row >= 2 else ", more than twice the best"
             reason = (
-                f"the mean loss of steps {step - self.test_interval}..{step - 1} rose to "
+                f"the mean loss of steps {self._interval_start}..{step - 1} rose to "
                 f"{verdict.mean:.4g} (best {min(self.progress.interval_means):.4g}){how}, the "
                 "second interval in a row"
             )
@@ -609,7 +620,7 @@ class AutoWUScheduler:
         self._recent_positives.append(record.positive)
         # At the last test the alternative is the cap's learning rate, past the
         # minimum by the GP's own account: one positive test will do.
-        last_chance = record.positive and record.step == self._last_warmup_test_step()
+        last_chance = record.positive and self._is_last_chance(record.step)
         self._snapshot_if_best(record.step, verdict)
         if sum(self._recent_positives) >= self.config.patience or last_chance:
             # The weights at a switch were trained past the minimum: the decay starts
@@ -635,7 +646,8 @@ class AutoWUScheduler:
                 patience, positives = self.config.patience, sum(self._recent_positives)
                 tests = (
                     f"{patience} positive tests in a row" if positives >= patience
-                    else f"{positives} of the last {patience} tests positive, the last before the warmup's cap"
+                    else f"{positives} of the last {patience} tests positive, the last "
+                    + ("at the warmup's cap" if record.step == self._warmup_cap() else "before the warmup's cap")
                 )
                 why = (
                     f"the loss minimum has passed at step {record.step} "

@@ -60,6 +60,30 @@ def test_one_risen_interval_at_the_last_test_before_the_cap_ends_the_warmup():
     assert divergence.learning_rate <= scheduler.plan.warmup_lr(189)
 
 
+# The cap (step 200) on the tests' grid, and off it (the last test at 180).
+@pytest.mark.parametrize("test_interval,rise_start", [(10, 192), (30, 186)])
+def test_a_loss_that_blows_up_after_the_last_test_ends_the_warmup_at_its_cap(test_interval, rise_start, capsys):
+    """The losses after the last test are those of the warmup's highest LRs: a blow-up
+    there is judged at the cap, and the decay starts below it, from the lowest loss's
+    weights, not at the cap's LR."""
+    scheduler = keras_autowu.AutoWUScheduler(10, 40, test_interval=test_interval, verbose=1, **STEADY)
+    losses = falling_then_risen(rise_start, 400)
+    for loss in losses[:199]:
+        scheduler.observe([loss])
+    at_cap = scheduler.observe([losses[199]])
+    divergence = scheduler.divergence
+    assert divergence is not None and divergence.step == 200 == scheduler.switch.step
+    assert "at the warmup's cap" in divergence.reason
+    assert divergence.learning_rate <= scheduler.plan.warmup_lr(rise_start - 1)
+    assert scheduler.learning_rate == pytest.approx(divergence.learning_rate, rel=1e-3)  # the cosine from there
+    assert scheduler.snapshot_step < rise_start and keras_autowu.Request("restore", scheduler.snapshot_step) in at_cap
+    assert "reached its cap" not in capsys.readouterr().out
+    # The guard's intervals go on from the cap.
+    for loss in np.full(200, 0.5):
+        scheduler.observe([loss])
+    assert not scheduler.rescues and scheduler.steps_done == 400
+
+
 def test_one_risen_interval_earlier_in_the_warmup_is_not_a_divergence():
     """Before the last test, a single risen interval may be noise: a second is asked for."""
     scheduler = keras_autowu.AutoWUScheduler(10, 40, verbose=0)

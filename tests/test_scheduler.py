@@ -96,7 +96,9 @@ def test_gp_failure_counts_as_negative_and_warns_once(monkeypatch):
     with pytest.warns(RuntimeWarning, match="failed numerically") as record:
         scheduler, lrs = run(parabola_in_log_lr(), total_epochs=20)
     assert len([w for w in record if "failed numerically" in str(w.message)]) == 1
-    assert scheduler.switch is None and not any(t.positive for t in scheduler.tests)
+    assert not any(t.positive for t in scheduler.tests)
+    # No test ends the warmup; the loss, risen by half its progress at the cap, does.
+    assert scheduler.switch is None or scheduler.divergence.step == scheduler.switch.step == scheduler.tests[-1].step
     assert np.all(np.isfinite(lrs))
 
 
