@@ -470,8 +470,9 @@ rate when the loss turns), too high with LAMB on the digits, where every run now
 one or two rescues; they end ahead of the steady climb at every batch but 64. It
 misses the tuned schedule by more than a point in one cell: SGD on MNIST-1D at 2048
 (3.1 points, against 10.5 for the steady climb). Both columns are of the code with the
-guard's drift rule (the README's "A guard and rescues after the warmup"); the fast
-climb's are section 3's AutoWU rows.
+guard's drift rule (the README's "A guard and rescues after the warmup") and before the
+test at the warmup's cap, which changed the 5 runs that reached it (section 3's AutoWU
+rows; the README's "The warmup's cap").
 
 ## 6. Factor search
 
