@@ -92,19 +92,18 @@ class AutoWUScheduler:
     it and the loss has fallen by `min_progress` of its start and risen again by
     `min_rise` of that fall. After `patience` positive tests in a row (or a positive
     last test before the warmup's cap, or at the cap, whose learning rate would be
-    handed on otherwise), the
-    learning rate is set to the point of the GP's loss curve that `lr_choice` picks and
-    the decay begins:
+    handed on otherwise), the learning rate is set to the point of the GP's loss curve
+    that `lr_choice` picks and the decay begins:
     a cosine to zero at the end of the run (`immediate_cooldown=True`), or a constant
     (or per-epoch `decay_phase_factor`, or reduce-on-plateau on the epoch's mean loss
     with `decay_phase_stat="loss"`) and then a cosine over the last `cooldown_fraction`.
 
-    A warmup whose loss diverges (a non-finite loss, or, at two tests in a row or at
-    the last test before the warmup's cap or at the cap, a test interval's mean loss that has lost
-    half the progress from the first interval to the best) ends at that test, with the
-    learning rate
-    at the GP's minimum of the finite losses, or, when the GP has no estimate, the
-    warmup's learning rate at the lowest finite loss (`min_lr` when there is none).
+    A warmup whose loss diverges (a non-finite loss, or, at two tests in a row, at the
+    last test before the warmup's cap or at the cap, a test interval's mean loss that
+    has lost half the progress from the first interval to the best) ends at that test,
+    with the learning rate at the GP's minimum of the finite losses, or, when the GP
+    has no estimate, the warmup's learning rate at the lowest finite loss (`min_lr`
+    when there is none).
 
     After the warmup a guard keeps watching at every test interval: a non-finite
     loss, or two intervals in a row that lost half the progress or drifted (doubled
