@@ -283,7 +283,7 @@ class AutoWUScheduler:
         """The next step at which `observe` may change the schedule or ask for a copy
         of the weights: a test, or a check of the fast climb (epoch ends aside)."""
         step = _next_multiple(self.steps_done, self.test_interval)
-        if self.switch is None and self.tests and self.steps_done < self._warmup_cap():
+        if self.switch is None and self.steps_done < self._warmup_cap():
             step = min(step, self._warmup_cap())
         if self.in_fast_climb:
             step = min(step, _next_multiple(self.steps_done, self.flat_check_interval))
@@ -330,8 +330,6 @@ class AutoWUScheduler:
         while losses.size:
             done = self.steps_done
             boundary = min(self.next_decision_step(), _next_multiple(done, self.steps_per_epoch))
-            if done < self._warmup_cap():
-                boundary = min(boundary, self._warmup_cap())
             chunk, losses = losses[: boundary - done], losses[boundary - done :]
             self.losses.extend(chunk)
             self.steps_done = done + chunk.size
@@ -344,14 +342,15 @@ class AutoWUScheduler:
             self._verify_snapshot()
         if self.in_fast_climb and step % self.flat_check_interval == 0:
             self._check_flat_start(step)
+        at_cap = step == self._warmup_cap() and self.switch is None
         # After a test in the warmup, its cap is a test too: the losses since the last
         # one are of the warmup's highest learning rates, and may have turned or blown up.
-        at_cap = step == self._warmup_cap() and self.switch is None and bool(self.tests)
-        if at_cap or step % self.test_interval == 0:
+        test_at_cap = at_cap and bool(self.tests)
+        if test_at_cap or step % self.test_interval == 0:
             interval = self.losses[self._interval_start : step]
             verdict = self.progress.add_interval(self._interval_start, interval)
             self.healthy = verdict.healthy
-            if self.phase == "warmup" or at_cap:
+            if self.phase == "warmup" or test_at_cap:
                 self._test_warmup(step, verdict)
             else:
                 self._guard(step, verdict)

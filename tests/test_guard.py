@@ -184,6 +184,17 @@ def test_the_warmup_reaching_its_cap_says_so(capsys):
     assert f"the warmup reached its cap at step {cap} with no switch" in capsys.readouterr().out
 
 
+def test_a_warmup_too_short_for_a_test_still_says_it_reached_its_cap(capsys):
+    """No test falls within a warmup of 8 steps: there is no test at its cap either,
+    but the line that the cap's LR is handed on is still printed."""
+    with pytest.warns(UserWarning, match="no GP test falls within the warmup"):
+        scheduler = keras_autowu.AutoWUScheduler(8, 2, test_interval=100, flat_start_speedup=1, verbose=1)
+    for loss in np.linspace(2.3, 2.0, 16):
+        scheduler.observe([loss])
+    assert scheduler.tests == [] and scheduler.switch is None
+    assert "the warmup reached its cap at step 8 with no switch" in capsys.readouterr().out
+
+
 def step_indexed_fit(losses, epochs, callbacks=(), **autowu_kwargs):
     """fit() on a one-weight model whose loss at optimizer step i is losses[i], so that a
     resumed run sees the same losses as an uninterrupted one; returns (autowu, LR trace)."""
