@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 METHOD_LABELS = {
     "autowu": "AutoWU (no tuning; default `lr_choice`)",
+    "autowu-lag_corrected": "AutoWU, `lr_choice=\"lag_corrected\"`",
     "autowu-paper": "AutoWU with the paper's settings (per-epoch tests, no progress rule, guard or roll-back)",
     "autowu-gp_minimum": "AutoWU, `lr_choice=\"gp_minimum\"`",
     "autowu-gp_minimum/4": "AutoWU, `lr_choice=\"gp_minimum/4\"`",
@@ -41,7 +42,9 @@ def accuracy_table(result, schedule_free=None):
         "| method | training runs | " + " | ".join(f"batch {b}" for b in batch_sizes) + " |",
         "| --- | --- | " + " | ".join("---" for _ in batch_sizes) + " |",
     ]
-    rows = list(result["methods"].items()) + ([("schedule_free", schedule_free)] if schedule_free else [])
+    order = list(METHOD_LABELS)
+    rows = sorted(result["methods"].items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
+    rows += [("schedule_free", schedule_free)] if schedule_free else []
     for name, method in rows:
         cells = []
         for b in batch_sizes:
@@ -100,7 +103,8 @@ def verdict(result):
 
 def handover_table(candidates):
     """Each lr_choice's mean accuracy, and its mean gap to tuned@each, per data set and optimizer."""
-    names = [n for n in METHOD_LABELS if n.startswith("autowu-") and n != "autowu-paper"]
+    ran = {n for result in candidates.values() for res in result.values() if isinstance(res, dict) for n in res.get("methods", {})}
+    names = [n for n in METHOD_LABELS if n.startswith("autowu-") and n != "autowu-paper" and n in ran]
     lines = ["| data, optimizer | batch | " + " | ".join(f"`{n.split('-', 1)[1]}`" for n in names) + " | tuned@each |",
              "| --- | --- | " + " | ".join("---" for _ in names) + " | --- |"]
     gaps = {n: [] for n in names}
@@ -360,7 +364,8 @@ scikit-learn's digits (each training image also shifted by one pixel right and d
 with a small CNN, and MNIST-1D (`mnist1d.data.make_dataset`, 25,000 samples) with a
 small 1-D CNN; the same 20-epoch budget at every batch size. The baselines' peak
 learning rates come from a grid search (seed 0); "training runs" counts the tuning
-runs plus one run per batch size. AutoWU runs with its defaults, and once more with
+runs plus one run per batch size. AutoWU runs with its defaults, with
+`lr_choice="lag_corrected"` (the defaults otherwise), and with
 the paper's settings: a test per epoch, the GP alone deciding, no guard after the
 warmup and no roll-back. Keras's ScheduleFreeAdamW is
 evaluated at its training weights, as `fit` leaves them. "cap": the warmup ran to its

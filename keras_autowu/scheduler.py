@@ -579,9 +579,19 @@ class AutoWUScheduler:
             self._warmup_lr_at(result.argmin_x.numpy(), step),
             posterior_mean,
             self._warmup_lr_at(handover.handover_x(posterior_mean, self.config.lr_choice), step)
-            * handover.lr_multiplier(self.config.lr_choice),
+            * self._handover_multiplier(step),
             loss_turned,
         )
+
+    def _handover_multiplier(self, step):
+        """`lr_choice`'s factor on the learning rate at its point of the GP's curve."""
+        if self.config.lr_choice != "lag_corrected":
+            return handover.lr_multiplier(self.config.lr_choice)
+        # The climb's pace over the last steps before the test, where the minimum lies.
+        last = step - 1
+        earlier = max(last - handover.LOSS_LAG_STEPS, 0)
+        climb = self.plan.warmup_lr(last, self.state.fast_end) / self.plan.warmup_lr(earlier, self.state.fast_end)
+        return handover.lr_multiplier(self.config.lr_choice, climb)
 
     def _clip_to_the_start(self):
         """The GP sees losses above the first test interval's highest as that one.

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import keras_autowu
 from keras_autowu import handover
 
 GRID = np.linspace(0.0, 1.0, 500)
@@ -24,17 +25,36 @@ def test_gp_minimum_is_the_argmin():
     assert handover.lr_multiplier("gp_minimum/2") == 0.5
 
 
-def test_steepest_is_where_the_curve_falls_fastest():
-    assert handover.handover_x(sigmoid_then_rise(), "steepest")[0] == pytest.approx(0.4, abs=0.005)
+def test_lag_corrected_divides_the_minimum_by_the_climb_over_the_lag():
+    curve = sigmoid_then_rise()
+    assert handover.handover_x(curve, "lag_corrected")[0] == handover.handover_x(curve, "gp_minimum")[0]
+    assert handover.lr_multiplier("lag_corrected", 1.6) == pytest.approx(1 / 1.6)
+    assert handover.lr_multiplier("gp_minimum", 1.6) == 1.0
 
 
-def test_drop_share_is_where_most_of_the_fall_is_made():
-    curve = sigmoid_then_rise()[0]
-    x = handover.handover_x(curve[None, :], "drop_share")[0]
-    fallen = (curve[0] - curve[GRID == x][0]) / (curve[0] - curve.min())
-    assert fallen >= handover.DROP_SHARE and x < GRID[np.argmin(curve)]
-    just_before = curve[np.searchsorted(GRID, x) - 1]
-    assert (curve[0] - just_before) / (curve[0] - curve.min()) < handover.DROP_SHARE
+def switch_on_a_parabola(steps_per_epoch, lr_choice):
+    """The switch of a run of 40 epochs whose loss has its minimum at lr = 0.01."""
+    scheduler = keras_autowu.AutoWUScheduler(steps_per_epoch, 40, lr_choice=lr_choice, verbose=0)
+    rng = np.random.default_rng(0)
+    lr = scheduler.learning_rate
+    while scheduler.switch is None and scheduler.steps_done < scheduler.total_steps:
+        lr = scheduler.step(0.3 * (np.log10(lr) + 2.0) ** 2 + 0.05 * rng.standard_normal())
+    assert scheduler.switch is not None and scheduler.divergence is None
+    return scheduler.switch, scheduler.total_steps
+
+
+def test_lag_corrected_hands_on_the_lr_its_lag_before_the_minimum():
+    """A run five times shorter climbs five times faster per step, and is corrected more."""
+    corrections = []
+    for steps_per_epoch in (50, 10):
+        switch, total_steps = switch_on_a_parabola(steps_per_epoch, "lag_corrected")
+        climb_per_step = 1e5 ** (1 / (total_steps // 2))  # 1e-5 to 1 over half the run
+        expected = switch.lr_at_minimum / climb_per_step**handover.LOSS_LAG_STEPS
+        assert switch.handover_lr == pytest.approx(expected, rel=1e-3)
+        corrections.append(switch.lr_at_minimum / switch.handover_lr)
+    assert 1.0 < corrections[0] < corrections[1]
+    reference, _ = switch_on_a_parabola(10, "gp_minimum")
+    assert reference.handover_lr == pytest.approx(reference.lr_at_minimum)
 
 
 @pytest.mark.parametrize("choice", handover.LR_CHOICES)
