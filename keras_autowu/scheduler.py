@@ -153,9 +153,11 @@ class AutoWUScheduler:
       test_interval: Int, "auto" or "epoch". Steps between tests. "auto": 1/20 of
         the longest warmup, at most one epoch; "epoch": once per epoch, as in the
         paper.
-      lr_choice: "gp_minimum" (the reference's, and the best on our benchmarks),
-        "gp_minimum/4", "steepest" or "drop_share": the point of the GP's loss curve
-        whose learning rate the decay starts from; see `keras_autowu.handover`.
+      lr_choice: "gp_minimum" (the reference's, and the best over SGD and LAMB
+        together on our benchmarks), "lag_corrected" (the best with SGD),
+        "gp_minimum/2", "gp_minimum/4", "steepest" or "drop_share": the point of the
+        GP's loss curve whose learning rate the decay starts from; see
+        `keras_autowu.handover`.
       min_progress: Float in [0, 1]. A positive test needs the loss to have fallen
         by this share of its first interval's mean. 0 and `min_rise=0`: the GP alone
         decides, as in the reference.
