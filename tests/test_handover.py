@@ -32,6 +32,19 @@ def test_lag_corrected_divides_the_minimum_by_the_climb_over_the_lag():
     assert handover.lr_multiplier("gp_minimum", 1.6) == 1.0
 
 
+def test_steepest_is_where_the_curve_falls_fastest():
+    assert handover.handover_x(sigmoid_then_rise(), "steepest")[0] == pytest.approx(0.4, abs=0.005)
+
+
+def test_drop_share_is_where_most_of_the_fall_is_made():
+    curve = sigmoid_then_rise()[0]
+    x = handover.handover_x(curve[None, :], "drop_share")[0]
+    fallen = (curve[0] - curve[GRID == x][0]) / (curve[0] - curve.min())
+    assert fallen >= handover.DROP_SHARE and x < GRID[np.argmin(curve)]
+    just_before = curve[np.searchsorted(GRID, x) - 1]
+    assert (curve[0] - just_before) / (curve[0] - curve.min()) < handover.DROP_SHARE
+
+
 def switch_on_a_parabola(steps_per_epoch, lr_choice):
     """The switch of a run of 40 epochs whose loss has its minimum at lr = 0.01."""
     scheduler = keras_autowu.AutoWUScheduler(steps_per_epoch, 40, lr_choice=lr_choice, verbose=0)
