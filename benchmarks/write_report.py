@@ -252,13 +252,16 @@ def result_lines(folder, name):
     )
 
 
-def updated_note(update_minutes):
-    """Says that AutoWU's default rows were rerun alone (`make bench-autowu`)."""
-    if not update_minutes:
+def updated_note(updates):
+    """Says which rows were rerun alone since the full run (`make bench-autowu`)."""
+    if not updates:
         return ""
+    methods = list(dict.fromkeys(m for update in updates for m in update["methods"]))
+    minutes = max(update["seconds"] for update in updates) / 60
     return (
-        f"; AutoWU's default rows were rerun alone after a change to AutoWU, with `make "
-        f"bench-autowu` ({max(update_minutes):.0f} minutes), the other rows kept"
+        f"; the rows of {', '.join(f'`{m}`' for m in methods)} were rerun alone after changes to "
+        f"AutoWU (`paper_claim.py --update`, as `make bench-autowu` does; at most {minutes:.0f} "
+        "minutes), the other rows kept"
     )
 
 
@@ -269,11 +272,11 @@ def main():
     parser.add_argument("--out", default="docs")
     parser.add_argument("--machine", default=f"{platform.machine()}, {platform.processor() or 'CPU'}")
     args = parser.parse_args()
-    datasets, minutes, update_minutes = {}, [], []
+    datasets, minutes, updates = {}, [], []
     for path in args.paper_claim_json:
         results = json.loads(pathlib.Path(path).read_text())
         minutes.append(results["seconds"] / 60)
-        update_minutes += [update["seconds"] / 60 for update in results.get("updates", [])[-1:]]
+        updates += results.get("updates", [])
         datasets.update(results["datasets"])
     out = pathlib.Path(args.out)
     (out / "benchmarks").mkdir(parents=True, exist_ok=True)
@@ -312,7 +315,7 @@ def main():
     printed["flat_start"] = flat_start_table(flat_start, datasets) if flat_start else "(run `make bench-flat-start`)"
     printed["handover_half"] = result_lines(folder, "handover_half") or "(run `make bench-handover-half`)"
     text = TEMPLATE.format(
-        machine=args.machine, minutes=max(minutes), updated=updated_note(update_minutes), sections="\n".join(sections),
+        machine=args.machine, minutes=max(minutes), updated=updated_note(updates), sections="\n".join(sections),
         handover=handover_table(handover) if handover else "(run `make bench-handover`)", **printed,
     )
     (out / "benchmarks.md").write_text(text)

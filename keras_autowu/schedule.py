@@ -33,7 +33,6 @@ class SchedulePlan:
     decay_phase_factor: float
     decay_per_epoch: bool
     flat_start_speedup: int = 1
-    flat_start_span: int = 0
 
     @classmethod
     def from_config(cls, config, steps_per_epoch, total_epochs):
@@ -53,7 +52,6 @@ class SchedulePlan:
             decay_phase_factor=config.decay_phase_factor,
             decay_per_epoch=config.decay_phase_stat is None,
             flat_start_speedup=config.flat_start_speedup,
-            flat_start_span=int(FLAT_START_SPAN * int(config.max_warmup_fraction * total_steps)),
         )
 
     def warmup_lr(self, step, fast_end=0):
@@ -66,7 +64,7 @@ class SchedulePlan:
         if self.flat_start_speedup <= 1:
             return 0
         # Rounded down, so that the fast climb ends before the cap.
-        return self.flat_start_span // self.flat_start_speedup
+        return int(FLAT_START_SPAN * self.max_warmup_steps) // self.flat_start_speedup
 
     def warmup_cap(self, fast_end):
         """The step at which the warmup reaches max_lr, its fast climb ended at `fast_end`."""
