@@ -14,6 +14,7 @@ the same budget of 20 epochs for every run, SGD (momentum 0.9) and LAMB:
 The methods:
 
 - autowu: AutoWU with its defaults. One run per batch size and seed.
+- autowu-gp_minimum: the defaults but the reference's hand-over, `lr_choice="gp_minimum"`.
 - autowu-lag_corrected: the defaults but `lr_choice="lag_corrected"`.
 - autowu-paper: AutoWU as the paper has it: a test per epoch, the GP alone deciding
   (no progress rule), no guard after the warmup, no roll-back; so is the gain of the
@@ -57,7 +58,7 @@ GRIDS = {  # peak learning rates for the grid searches
 }
 QUICK_GRIDS = {"sgd": [0.03, 0.3], "lamb": [0.01, 0.1]}
 WARMUP_FRACTION = 0.1
-AUTOWU_VARIANTS = ["autowu", "autowu-lag_corrected", "autowu-paper"]
+AUTOWU_VARIANTS = ["autowu", "autowu-gp_minimum", "autowu-lag_corrected", "autowu-paper"]
 # What the paper's AutoWU does that keras_autowu's defaults do better.
 PAPER_SETTINGS = dict(
     test_interval="epoch", min_progress=0.0, min_rise=0.0, max_rescues=0, flat_start_speedup=1, rollback_on_divergence=False

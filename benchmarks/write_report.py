@@ -17,9 +17,9 @@ from matplotlib.figure import Figure
 
 METHOD_LABELS = {
     "autowu": "AutoWU (no tuning; default `lr_choice`)",
+    "autowu-gp_minimum": "AutoWU, `lr_choice=\"gp_minimum\"` (the reference's hand-over)",
     "autowu-lag_corrected": "AutoWU, `lr_choice=\"lag_corrected\"`",
     "autowu-paper": "AutoWU with the paper's settings (per-epoch tests, no progress rule, guard or roll-back)",
-    "autowu-gp_minimum": "AutoWU, `lr_choice=\"gp_minimum\"`",
     "autowu-gp_minimum/4": "AutoWU, `lr_choice=\"gp_minimum/4\"`",
     "autowu-steepest": "AutoWU, `lr_choice=\"steepest\"`",
     "autowu-drop_share": "AutoWU, `lr_choice=\"drop_share\"`",

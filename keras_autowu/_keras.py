@@ -58,6 +58,17 @@ def sgd_velocity_refs(optimizer):
     return {variable_ref(v) for v in velocities or () if v is not None}
 
 
+def velocity_momentum(optimizer):
+    """The momentum of the optimizer's velocity if the learning rate goes into it (Keras's
+    SGD and RMSprop: v <- momentum * v - lr * g), else 0 (Adam, LAMB and the like
+    multiply an averaged update by the learning rate)."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
+    if type(optimizer).__name__ not in ("SGD", "RMSprop"):
+        return 0.0
+    momentum = getattr(optimizer, "momentum", 0.0)  # a float, or a legacy optimizer's hyperparameter
+    return float(tf.convert_to_tensor(momentum))
+
+
 def build_optimizer_slots(model):
     """Makes the optimizer's slots now if the first step has not yet: a copy taken
     before them would put back the weights and leave the slots as they became."""

@@ -7,7 +7,7 @@ import weakref
 import numpy as np
 
 from keras_autowu import checks, fit_callbacks, run_variables, schedule, train_step_hook
-from keras_autowu._keras import check_settable_learning_rate, keras, steps_per_execution
+from keras_autowu._keras import check_settable_learning_rate, keras, steps_per_execution, velocity_momentum
 from keras_autowu._stacklevel import user_stacklevel
 from keras_autowu.config import AutoWUConfig, check_run_length
 from keras_autowu.scheduler import AutoWUScheduler, resolve_test_interval
@@ -118,7 +118,11 @@ class AutoWU(keras.callbacks.Callback):
         _warn_if_fit_and_run_lengths_differ(params.get("epochs"), total_epochs)
         config = self._config_for(steps_per_epoch, total_epochs)
         self.scheduler = AutoWUScheduler(
-            steps_per_epoch, total_epochs, steps_per_execution(self.model), **dataclasses.asdict(config)
+            steps_per_epoch,
+            total_epochs,
+            steps_per_execution(self.model),
+            velocity_momentum(self.model.optimizer),
+            **dataclasses.asdict(config),
         )
         check_settable_learning_rate("AutoWU", self.model.optimizer)
         self._variables = run_variables.attach(self.model, self.scheduler.total_steps)

@@ -37,7 +37,7 @@ class AutoWUConfig:
     patience: int = 3
     num_predictions: int = 5
     test_interval: Union[int, str] = "auto"
-    lr_choice: str = "gp_minimum"
+    lr_choice: str = "momentum_corrected"
     min_progress: float = 0.05
     min_rise: float = 0.05
     max_rescues: int = 5

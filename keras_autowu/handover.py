@@ -13,6 +13,17 @@ learning-rate range tests). The other rules pick a point before the minimum:
 - "drop_share": the first point where the posterior mean has made DROP_SHARE of its
   whole fall from x = 0 to the minimum.
 - "gp_minimum/2", "gp_minimum/4": a half, a quarter of the learning rate at the minimum.
+- "momentum_corrected": the minimum's learning rate as the optimizer's velocity saw
+  it. Keras's SGD (and RMSprop with momentum) adds learning rate x gradient to a
+  velocity, v <- momentum * v - lr * g, so a step's size follows the momentum-weighted
+  average of the learning rates before it, which along a rising learning rate is
+  below the current one. Held constant after the switch, the current one would grow
+  the velocity past any size the loss was seen to take (to 1 / (1 - momentum) times
+  the learning rate, where along the climb it was that times the smaller average):
+  the loss blows up some steps after the hand-over. Handing on the average keeps
+  the steps' size. For optimizers that multiply an averaged update by the learning
+  rate (Adam, LAMB), a step follows the current learning rate, and this is
+  "gp_minimum".
 - "lag_corrected": the learning rate LOSS_LAG_STEPS steps of the climb before the
   minimum's. The bias above is a lag: a step's loss answers the learning rates of the
   steps before it (momentum averages about ten updates, and an instability takes steps
@@ -25,7 +36,7 @@ Pure NumPy on the test's posterior means, one choice per prediction.
 
 import numpy as np
 
-LR_CHOICES = ("lag_corrected", "gp_minimum", "gp_minimum/2", "gp_minimum/4", "steepest", "drop_share")
+LR_CHOICES = ("momentum_corrected", "lag_corrected", "gp_minimum", "gp_minimum/2", "gp_minimum/4", "steepest", "drop_share")
 DROP_SHARE = 0.8
 # Measured on MNIST-1D with SGD at batch 2048 (docs/benchmarks.md, section 3): 5 steps
 # hand on about half the minimum's learning rate there, 10 steps a third, too low.
@@ -41,12 +52,22 @@ def lr_multiplier(lr_choice, climb_over_lag=1.0):
     return 1.0 / int(divisor) if divisor else 1.0
 
 
+def velocity_average(learning_rates, momentum):
+    """The learning rate a velocity v <- momentum * v + lr * g, zero before the first
+    of `learning_rates`, has averaged by the last: (1 - momentum) * sum over k of
+    momentum**k * lr[-1 - k]. Held from then on, this learning rate keeps the steps'
+    size (for a steady gradient)."""
+    reversed_lrs = np.asarray(learning_rates, np.float64)[::-1]
+    weights = (1.0 - momentum) * momentum ** np.arange(reversed_lrs.size)
+    return float(weights @ reversed_lrs)
+
+
 def handover_x(posterior_mean, lr_choice):
     """The chosen point x in [0, 1] of each prediction's posterior mean [P, G]."""
     mean = np.asarray(posterior_mean, np.float64)
     grid = np.linspace(0.0, 1.0, mean.shape[-1])
     minimum = np.argmin(mean, axis=-1)
-    if lr_choice.startswith("gp_minimum") or lr_choice == "lag_corrected":
+    if lr_choice.startswith("gp_minimum") or lr_choice.endswith("_corrected"):
         return grid[minimum]
     chosen = np.empty(mean.shape[0], np.int64)
     for row, (curve, stop) in enumerate(zip(mean, minimum)):

@@ -14,6 +14,7 @@ import dataclasses
 import math
 from typing import NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -58,6 +59,10 @@ class SchedulePlan:
         """The warmup's learning rate at `step` (a float, which may be fractional, for
         use outside graphs) when its fast climb ended at `fast_end`."""
         return float(warmup_learning_rate(tf.constant(step, tf.float32), self, fast_end))
+
+    def warmup_lrs(self, steps, fast_end=0):
+        """`warmup_lr` at each of `steps`, as a NumPy array."""
+        return warmup_learning_rate(tf.constant(steps, tf.float32), self, fast_end).numpy().astype(np.float64)
 
     def longest_fast_climb(self):
         """The step at which a fast climb that saw no loss move ends: its span covered."""

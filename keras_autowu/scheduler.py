@@ -129,6 +129,11 @@ class AutoWUScheduler:
         steps.
       steps_per_execution: Int. The loop hands over its losses in chunks of this
         many steps: the fast climb's checks fall on its multiples.
+      velocity_momentum: Float in [0, 1). The momentum of the optimizer's velocity
+        when the learning rate goes into it, as in Keras's SGD and RMSprop
+        (v <- momentum * v - lr * g); 0 for optimizers that multiply an averaged
+        update by the learning rate (Adam, LAMB). `lr_choice="momentum_corrected"`
+        uses it. The callback reads it from the optimizer.
       min_lr: Float. The learning rate of the first step.
       max_lr: Float. Where the warmup would end after its longest.
       max_warmup_fraction: Float in [0, 1]. The longest warmup, as a fraction of the run.
@@ -153,11 +158,12 @@ class AutoWUScheduler:
       test_interval: Int, "auto" or "epoch". Steps between tests. "auto": 1/20 of
         the longest warmup, at most one epoch; "epoch": once per epoch, as in the
         paper.
-      lr_choice: "gp_minimum" (the reference's, and the best over SGD and LAMB
-        together on our benchmarks), "lag_corrected" (the best with SGD),
-        "gp_minimum/2", "gp_minimum/4", "steepest" or "drop_share": the point of the
-        GP's loss curve whose learning rate the decay starts from; see
-        `keras_autowu.handover`.
+      lr_choice: "momentum_corrected" (the GP's minimum as the optimizer's velocity
+        averaged the climb: lower for SGD, the minimum itself for Adam and LAMB;
+        the best on our benchmarks), "gp_minimum" (the reference's),
+        "lag_corrected", "gp_minimum/2", "gp_minimum/4", "steepest" or "drop_share":
+        the point of the GP's loss curve whose learning rate the decay starts from;
+        see `keras_autowu.handover`.
       min_progress: Float in [0, 1]. A positive test needs the loss to have fallen
         by this share of its first interval's mean. 0 and `min_rise=0`: the GP alone
         decides, as in the reference.
@@ -191,9 +197,11 @@ class AutoWUScheduler:
       ICML 2021 AutoML workshop. https://arxiv.org/abs/2107.05855
     """
 
-    def __init__(self, steps_per_epoch, total_epochs, steps_per_execution=1, **kwargs):
+    def __init__(self, steps_per_epoch, total_epochs, steps_per_execution=1, velocity_momentum=0.0, **kwargs):
         check_run_length(steps_per_epoch, total_epochs)
         checks.check_int("AutoWU", "steps_per_execution", steps_per_execution, 1)
+        checks.check_number("AutoWU", "velocity_momentum", velocity_momentum, 0.0, 1.0, high_open=True)
+        self.velocity_momentum = float(velocity_momentum)
         self.config = AutoWUConfig(**kwargs)
         self.steps_per_epoch = steps_per_epoch
         self.total_epochs = total_epochs
@@ -580,10 +588,23 @@ class AutoWUScheduler:
             positive,
             self._warmup_lr_at(result.argmin_x.numpy(), step),
             posterior_mean,
-            self._warmup_lr_at(handover.handover_x(posterior_mean, self.config.lr_choice), step)
-            * self._handover_multiplier(step),
+            self._handed_on(self._warmup_lr_at(handover.handover_x(posterior_mean, self.config.lr_choice), step), step),
             loss_turned,
         )
+
+    def _handed_on(self, lr, step):
+        """The learning rate `lr_choice` hands on, from `lr` at its point of the GP's curve."""
+        if self.config.lr_choice == "momentum_corrected":
+            return self._velocity_average_at(lr, step)
+        return lr * self._handover_multiplier(step)
+
+    def _velocity_average_at(self, lr, step):
+        """`lr`, as the optimizer's velocity averaged the climb up to the step that had it."""
+        if not self.velocity_momentum:
+            return lr
+        climb = self.plan.warmup_lrs(np.arange(step), self.state.fast_end)
+        at = max(int(np.searchsorted(climb, lr, side="right")) - 1, 0)
+        return lr * handover.velocity_average(climb[: at + 1], self.velocity_momentum) / climb[at]
 
     def _handover_multiplier(self, step):
         """`lr_choice`'s factor on the learning rate at its point of the GP's curve."""
@@ -649,7 +670,7 @@ class AutoWUScheduler:
         if self.config.verbose and not self._quiet:
             then = "cosine decay" if self.config.immediate_cooldown else "decay phase"
             if self.divergence is not None:
-                source = "the lowest finite loss" if self.divergence.fallback else f"the GP, {self.config.lr_choice}"
+                source = "the lowest finite loss" if self.divergence.fallback else f"the GP, {self._lr_choice_named()}"
                 why = f"the warmup diverged at step {record.step}: {self.divergence.reason}"
                 how = f"learning rate set to {record.handover_lr:.4g} ({source})"
             else:
@@ -664,10 +685,15 @@ class AutoWUScheduler:
                     f"(p={np.median(record.passed_probability):.3f}, {tests})"
                 )
                 how = (
-                    f"learning rate set to {record.handover_lr:.4g} ({self.config.lr_choice}; "
+                    f"learning rate set to {record.handover_lr:.4g} ({self._lr_choice_named()}; "
                     f"the GP's minimum is at {record.lr_at_minimum:.4g})"
                 )
             print(f"AutoWU: {why}; {how}, then {then}.")
+
+    def _lr_choice_named(self):
+        if self.config.lr_choice == "momentum_corrected" and self.velocity_momentum:
+            return f"momentum_corrected, for a velocity of momentum {self.velocity_momentum:g}"
+        return self.config.lr_choice
 
     def _warn_gp_failure(self, step):
         if not self._warned_gp_failure and not self._quiet:

@@ -65,6 +65,26 @@ def test_drives_every_optimizer(optimizer):
     assert np.all(np.isfinite(history.history["loss"]))
 
 
+@pytest.mark.parametrize(
+    "optimizer, momentum",
+    [
+        ("sgd", 0.9),
+        (lambda: keras.optimizers.SGD(), 0.0),
+        (lambda: keras.optimizers.RMSprop(momentum=0.5), 0.5),
+        (lambda: keras.mixed_precision.LossScaleOptimizer(keras.optimizers.SGD(momentum=0.8)), 0.8),
+        ("adam", 0.0),
+        ("lamb", 0.0),
+    ],
+)
+def test_the_scheduler_knows_whether_the_velocity_holds_the_learning_rate(optimizer, momentum):
+    """lr_choice="momentum_corrected" needs the momentum of a velocity that accumulates
+    lr * g (SGD, RMSprop), and 0 where the LR multiplies an averaged update (Adam, LAMB)."""
+    model = tiny_classifier(optimizer if isinstance(optimizer, str) else optimizer())
+    autowu = keras_autowu.AutoWU(steps_per_epoch=4, total_epochs=10, verbose=0)
+    autowu.build(model)
+    assert autowu.scheduler.velocity_momentum == pytest.approx(momentum)
+
+
 def test_records_the_true_loss_of_each_step():
     """The GP sees each step's own loss, not Keras's running mean."""
     x = np.zeros((64, 8), "float32")

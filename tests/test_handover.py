@@ -32,6 +32,19 @@ def test_lag_corrected_divides_the_minimum_by_the_climb_over_the_lag():
     assert handover.lr_multiplier("gp_minimum", 1.6) == 1.0
 
 
+def test_velocity_average_is_what_a_held_learning_rate_must_be_to_keep_the_velocity():
+    """Held from here on, the average keeps a velocity v <- momentum * v + lr * g (g = 1)
+    at the size the climb gave it: v = average / (1 - momentum)."""
+    for climb in (1.1 ** np.arange(400), 1.01 ** np.arange(40), np.full(300, 0.1), np.array([0.1])):
+        velocity = 0.0
+        for lr in climb:
+            velocity = 0.9 * velocity + lr
+        assert handover.velocity_average(climb, 0.9) / (1 - 0.9) == pytest.approx(velocity)
+    climb = 1.1 ** np.arange(400)  # a long steady climb: the known closed form
+    assert handover.velocity_average(climb, 0.9) / climb[-1] == pytest.approx(0.1 / (1 - 0.9 / 1.1))
+    assert handover.velocity_average([0.5, 0.1], 0.0) == 0.1
+
+
 def test_steepest_is_where_the_curve_falls_fastest():
     assert handover.handover_x(sigmoid_then_rise(), "steepest")[0] == pytest.approx(0.4, abs=0.005)
 
@@ -45,9 +58,11 @@ def test_drop_share_is_where_most_of_the_fall_is_made():
     assert (curve[0] - just_before) / (curve[0] - curve.min()) < handover.DROP_SHARE
 
 
-def switch_on_a_parabola(steps_per_epoch, lr_choice):
+def switch_on_a_parabola(steps_per_epoch, lr_choice, velocity_momentum=0.0):
     """The switch of a run of 40 epochs whose loss has its minimum at lr = 0.01."""
-    scheduler = keras_autowu.AutoWUScheduler(steps_per_epoch, 40, lr_choice=lr_choice, verbose=0)
+    scheduler = keras_autowu.AutoWUScheduler(
+        steps_per_epoch, 40, velocity_momentum=velocity_momentum, lr_choice=lr_choice, verbose=0
+    )
     rng = np.random.default_rng(0)
     lr = scheduler.learning_rate
     while scheduler.switch is None and scheduler.steps_done < scheduler.total_steps:
@@ -68,6 +83,21 @@ def test_lag_corrected_hands_on_the_lr_its_lag_before_the_minimum():
     assert 1.0 < corrections[0] < corrections[1]
     reference, _ = switch_on_a_parabola(10, "gp_minimum")
     assert reference.handover_lr == pytest.approx(reference.lr_at_minimum)
+
+
+def test_momentum_corrected_hands_on_the_minimum_as_the_velocity_averaged_it():
+    """A run five times shorter climbs faster per step; its velocity lags further behind."""
+    corrections = []
+    for steps_per_epoch in (50, 10):
+        switch, total_steps = switch_on_a_parabola(steps_per_epoch, "momentum_corrected", velocity_momentum=0.9)
+        climb_per_step = 1e5 ** (1 / (total_steps // 2))  # 1e-5 to 1 over half the run
+        expected = switch.lr_at_minimum * 0.1 / (1 - 0.9 / climb_per_step)
+        assert switch.handover_lr == pytest.approx(expected, rel=1e-3)
+        corrections.append(switch.lr_at_minimum / switch.handover_lr)
+    assert 1.0 < corrections[0] < corrections[1]
+    # Adam, LAMB: the learning rate multiplies the averaged update; nothing to correct.
+    plain, _ = switch_on_a_parabola(10, "momentum_corrected", velocity_momentum=0.0)
+    assert plain.handover_lr == pytest.approx(plain.lr_at_minimum)
 
 
 @pytest.mark.parametrize("choice", handover.LR_CHOICES)

@@ -113,7 +113,9 @@ def test_backup_and_restore_mid_epoch(tmp_path, uninterrupted, point):
     autowu, model, trace = train([backup()])
     scheduler = autowu.scheduler
     # The scheduler fed the resumed run's losses from scratch gives every step's LR.
-    replayed = keras_autowu.AutoWUScheduler(STEPS_PER_EPOCH, EPOCHS, **EXPLODING, verbose=0)
+    replayed = keras_autowu.AutoWUScheduler(
+        STEPS_PER_EPOCH, EPOCHS, velocity_momentum=scheduler.velocity_momentum, **EXPLODING, verbose=0
+    )
     replayed.observe(scheduler.losses)
     assert scheduler.switch.step == replayed.switch.step
     restart = step // 3 * 3
