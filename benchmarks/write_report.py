@@ -367,9 +367,10 @@ scikit-learn's digits (each training image also shifted by one pixel right and d
 with a small CNN, and MNIST-1D (`mnist1d.data.make_dataset`, 25,000 samples) with a
 small 1-D CNN; the same 20-epoch budget at every batch size. The baselines' peak
 learning rates come from a grid search (seed 0); "training runs" counts the tuning
-runs plus one run per batch size. AutoWU runs with its defaults, with
-`lr_choice="lag_corrected"` (the defaults otherwise), and with
-the paper's settings: a test per epoch, the GP alone deciding, no guard after the
+runs plus one run per batch size. AutoWU runs with its defaults
+(`lr_choice="momentum_corrected"`), with the reference's hand-over
+(`lr_choice="gp_minimum"`) or `lr_choice="lag_corrected"` (the defaults otherwise), and
+with the paper's settings: a test per epoch, the GP alone deciding, no guard after the
 warmup and no roll-back. Keras's ScheduleFreeAdamW is
 evaluated at its training weights, as `fit` leaves them. "cap": the warmup ran to its
 longest without a switch; "diverged": the warmup ended on a diverging loss; "rescues":
@@ -386,6 +387,10 @@ loss per step.
 ![schedules and losses](benchmarks/schedules_and_losses.png)
 
 ## 4. Choosing the hand-over learning rate
+
+Sections 4 and 5 ran while the default hand-over was the GP's minimum (`"gp_minimum"`):
+their "defaults" and `autowu` rows hand on the minimum. With LAMB these are the same
+runs as today's defaults; with SGD today's defaults are section 3's.
 
 `make bench-handover`: the four `lr_choice` candidates (see
 `keras_autowu/handover.py`) on both data sets, SGD and LAMB, three batch sizes, seeds
@@ -410,8 +415,12 @@ batch 2048). Which side of the GP minimum the best learning rate lies on depends
 data, not on the optimizer: on MNIST-1D the hand-over is already close to the tuned
 peak (with LAMB at batches 1024 and 2048, 0.031 to 0.043 against 0.03; with SGD at
 batch 1024, 0.14 to 0.17 against 0.3), and what the large batches lack is steps
-(section 5), while on digits with LAMB it is about twice too high. A fixed factor cannot serve both; the run's own loss after
-the switch has to tell them apart.
+(section 5), while on digits with LAMB it is about twice too high. A fixed factor cannot
+serve both. What the optimizer's update rule does fix is SGD's lag: its velocity sums
+learning rate x gradient, so the steps at the GP's minimum were those of the
+momentum-weighted average of the climb, not of the minimum's learning rate.
+`lr_choice="momentum_corrected"`, the default since these runs, hands on that average
+(section 3: its rows against `"gp_minimum"`); with LAMB it is the minimum itself.
 
 ## 5. Where the warmup starts, and what follows the switch
 
