@@ -7,6 +7,7 @@
 # make bench-handover-half: the defaults against lr_choice="gp_minimum/2" at every batch size (section 4)
 # make bench-flat-start: the fast climb over a flat start (the default) against the steady climb (section 5)
 # make bench-warmup: a higher start for a shorter warmup, or a held hand-over LR, at the large batches (section 5)
+# make bench-user-fits: first-hour fits with AutoWU's defaults against a constant LR (section 8)
 # make bench-factor-search: factor search against fixed schedules, its sensitivity and cost (section 6)
 # make bench-autolrs: AutoLRS's steps to a tuned cosine's accuracy, and its cost (section 7)
 
@@ -16,7 +17,7 @@ COMPAT_VENV ?= .venv-tf215
 COMPAT_PINS = tensorflow==2.15.1 tensorflow-probability==0.23.0 tf-keras==2.15.1 tensorflow-addons==0.23.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-compat bench bench-autowu bench-handover bench-handover-half bench-flat-start bench-warmup bench-factor-search bench-autolrs report
+.PHONY: demo test test-compat bench bench-user-fits bench-autowu bench-handover bench-handover-half bench-flat-start bench-warmup bench-factor-search bench-autolrs report
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +55,13 @@ bench: $(VENV)/.installed
 	$(CLAIM) --data digits --json $(RESULTS)/paper_claim_digits.json > $(RESULTS)/paper_claim_digits.txt & a=$$!; \
 	$(CLAIM) --data mnist1d --json $(RESULTS)/paper_claim_mnist1d.json > $(RESULTS)/paper_claim_mnist1d.txt & b=$$!; \
 	wait $$a && wait $$b
+	$(VENV)/bin/python benchmarks/user_fits.py > $(RESULTS)/user_fits.txt
 	cat $(RESULTS)/*.txt
+	$(MAKE) report
+
+bench-user-fits: $(VENV)/.installed
+	mkdir -p $(RESULTS)
+	$(VENV)/bin/python benchmarks/user_fits.py > $(RESULTS)/user_fits.txt
 	$(MAKE) report
 
 bench-autowu: $(VENV)/.installed

@@ -314,6 +314,8 @@ def main():
         flat_start.update(json.loads(path.read_text())["datasets"])
     printed["flat_start"] = flat_start_table(flat_start, datasets) if flat_start else "(run `make bench-flat-start`)"
     printed["handover_half"] = result_lines(folder, "handover_half") or "(run `make bench-handover-half`)"
+    path = folder / "user_fits.txt"
+    printed["user_fits"] = path.read_text().strip() if path.exists() else "(run `make bench-user-fits`)"
     text = TEMPLATE.format(
         machine=args.machine, minutes=max(minutes), updated=updated_note(updates), sections="\n".join(sections),
         handover=handover_table(handover) if handover else "(run `make bench-handover`)", **printed,
@@ -562,6 +564,28 @@ The same learning rate is chosen in 3 of 4 stages. The default `forecast="bounde
 chose another than the reference's computation in 3 of 4: that stage, and two where
 the reference's fit extrapolates a falling series to -5.6 to -19 from a first loss of
 2.3.
+
+## 8. First-hour fits: AutoWU's defaults against a constant learning rate
+
+`make bench-user-fits` (`benchmarks/user_fits.py`). The fits a new user makes first,
+none of them chosen for AutoWU: MLPs and small CNNs on scikit-learn's digits (1,437
+training images, no augmentation) and MNIST-1D (10,000 samples), with SGD (momentum
+0.9, and plain), Adam, AdamW and RMSprop, 5 to 40 epochs, batch 32 (128 on MNIST-1D,
+256 in one), class weights, a regression of the digit's value (mean squared error)
+and a binary task (odd or even). Each fit runs with `AutoWU()` at its defaults and
+with the learning rate a user types without tuning (Keras's 1e-3 for Adam, AdamW and
+RMSprop; 0.05 for SGD with momentum, 0.1 without), seeds 0, 1 and 2; test metric,
+mean ± standard deviation. AutoWU "lost" a fit when its mean accuracy is more than 1
+point below the constant's (or its error over 1.25 times the constant's), "won" it the
+other way round. "dead": accuracy under 50 %, or an error no better than predicting
+the mean. Under each fit, what AutoWU did in each seed's run: how its warmup ended
+(`switch`: the GP test; `diverged`: the loss blew up first; `cap`: no switch before
+the warmup's longest) at which step of the run, the learning rate it handed on, and
+the guard's rescues.
+
+```
+{user_fits}
+```
 """
 
 
