@@ -249,7 +249,7 @@ class AutoWUScheduler:
     def reset(self):
         """Forgets the run: back to step 0 of the warmup."""
         self.steps_done = 0
-        self.state = schedule.initial_state(self.plan)
+        self.state = self._handing_on_the_cap(schedule.initial_state(self.plan))
         if self._warmup_rounds_to_nothing():
             # Without a single warmup step, min_lr is the only learning rate known to be safe.
             self.state = self.state._replace(decay_base_lr=self.config.min_lr)
@@ -416,13 +416,31 @@ class AutoWUScheduler:
         window = flat_start.window(self.test_interval, self.flat_check_interval)
         if not flat_start.loss_has_moved(self.losses.values[:step], self.test_interval, window):
             return
-        self.state = schedule.state_with_fast_end(self.plan, step, self.state)
+        self.state = self._handing_on_the_cap(schedule.state_with_fast_end(self.plan, step, self.state))
         if self.config.verbose and not self._quiet:
             print(
                 f"AutoWU: the loss has moved by step {step} (learning rate "
                 f"{self.plan.warmup_lr(step - 1, step):.4g}); the warmup climbs at its steady "
                 f"pace from here, {self.config.flat_start_speedup} times slower than over the flat start."
             )
+
+    @property
+    def _corrects_for_velocity(self):
+        return self.config.lr_choice == "momentum_corrected" and bool(self.velocity_momentum)
+
+    def _handing_on_the_cap(self, state):
+        """`state`, whose warmup ends at its cap, with the learning rate the cap hands on.
+
+        The cap's own learning rate, as in the reference, but for "momentum_corrected"
+        the climb's as the optimizer's velocity averaged it, as at a switch: held
+        constant, the cap's learning rate would grow SGD's steps past any the loss was
+        seen to take (a 5-epoch MLP on the digits handed on 0.90 and blew up 10 steps
+        later). Set whenever the cap moves, so that the table holds it before the cap.
+        """
+        if not self._corrects_for_velocity or state.warmup_end <= 0:
+            return state
+        climb = self.plan.warmup_lrs(np.arange(state.warmup_end), state.fast_end)
+        return state._replace(decay_base_lr=handover.velocity_average(climb, self.velocity_momentum))
 
     def _snapshot_if_best(self, step, verdict):
         """Keeps the weights of the lowest loss so far: a switch, a divergence and a
@@ -545,11 +563,15 @@ class AutoWUScheduler:
     def _say_the_cap_was_reached(self, step):
         if self.config.verbose and not self._quiet:
             positives = sum(t.positive for t in self.tests)
+            base = self.state.decay_base_lr
+            what = f"warmup's last learning rate, {base:.4g}"
+            if self._corrects_for_velocity:
+                last = self.plan.warmup_lr(step - 1, self.state.fast_end)
+                what = f"learning rate the velocity averaged over the climb, {base:.4g} (the warmup's last: {last:.4g})"
             print(
                 f"AutoWU: the warmup reached its cap at step {step} with no switch "
                 f"({positives} of {len(self.tests)} tests positive); the decay starts at the "
-                f"warmup's last learning rate, {self.state.decay_base_lr:.4g}. The guard "
-                "watches the loss from here."
+                f"{what}. The guard watches the loss from here."
             )
 
     def _gp_test(self, step):
@@ -691,7 +713,7 @@ class AutoWUScheduler:
             print(f"AutoWU: {why}; {how}, then {then}.")
 
     def _lr_choice_named(self):
-        if self.config.lr_choice == "momentum_corrected" and self.velocity_momentum:
+        if self._corrects_for_velocity:
             return f"momentum_corrected, for a velocity of momentum {self.velocity_momentum:g}"
         return self.config.lr_choice
 

@@ -94,7 +94,9 @@ def test_nan_after_the_warmup_is_rescued_and_terminate_on_nan_still_works():
     [rescue] = scheduler.rescues
     assert rescue.step == 124 and rescue.reason == "the loss of step 120 is nan"
     assert_sane(autowu, trace)
-    unrescued = keras_autowu.AutoWUScheduler(STEPS // EPOCHS, EPOCHS, test_interval=4, max_warmup_fraction=0.2, verbose=0)
+    unrescued = keras_autowu.AutoWUScheduler(
+        STEPS // EPOCHS, EPOCHS, velocity_momentum=0.9, test_interval=4, max_warmup_fraction=0.2, verbose=0
+    )
     unrescued.set_state({**unrescued.get_state(), "losses": np.where(np.isnan(losses), 1.0, losses)})
     np.testing.assert_allclose(trace[:124], unrescued.learning_rates()[:124], rtol=2e-6)
     np.testing.assert_allclose(trace[124:], 0.5 * unrescued.learning_rates()[124:], rtol=2e-6)

@@ -184,6 +184,27 @@ def test_the_warmup_reaching_its_cap_says_so(capsys):
     assert f"the warmup reached its cap at step {cap} with no switch" in capsys.readouterr().out
 
 
+def test_with_sgds_velocity_the_cap_hands_on_what_the_velocity_averaged(capsys):
+    """A warmup that reaches its cap hands on, for a velocity of momentum 0.9 (SGD), the
+    climb's learning rate as the velocity averaged it, as a switch does; it is in the
+    schedule before the cap. Without a velocity (Adam, LAMB), the cap's own."""
+    losses = np.linspace(2.3, 0.3, STEPS_PER_EPOCH * EPOCHS)
+    sgd = keras_autowu.AutoWUScheduler(STEPS_PER_EPOCH, EPOCHS, velocity_momentum=0.9, test_interval=INTERVAL, verbose=1)
+    sgd.observe(losses[:300])
+    cap = sgd.plan.warmup_cap(sgd.state.fast_end)
+    assert sgd.switch is None and 300 < cap < 600
+    climb = sgd.plan.warmup_lrs(np.arange(cap), sgd.state.fast_end)
+    averaged = float(0.1 * 0.9 ** np.arange(cap) @ climb[::-1])
+    assert averaged < 0.9 * climb[-1]
+    assert sgd.learning_rates([cap])[0] == pytest.approx(averaged, rel=1e-5)
+    sgd.observe(losses[300:])
+    assert sgd.switch is None and sgd.state.decay_base_lr == pytest.approx(averaged)
+    assert "the learning rate the velocity averaged over the climb" in capsys.readouterr().out
+    plain, _ = feed(losses)
+    cap = plain.plan.warmup_cap(plain.state.fast_end)
+    assert plain.state.decay_base_lr == pytest.approx(plain.plan.warmup_lr(cap - 1, plain.state.fast_end))
+
+
 def test_a_warmup_too_short_for_a_test_still_says_it_reached_its_cap(capsys):
     """No test falls within a warmup of 8 steps: there is no test at its cap either,
     but the line that the cap's LR is handed on is still printed."""
