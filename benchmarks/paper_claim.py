@@ -159,12 +159,14 @@ class StepRecorder(keras.callbacks.Callback):
         self.learning_rates.append(float(tf.convert_to_tensor(self.model.optimizer.learning_rate)))
 
 
-def train(data, optimizer_name, method, batch_size, seed, epochs, peak_lr=None):
-    """One run; returns its validation accuracy, per-step LRs and losses, and AutoWU's choices."""
+def train(data, optimizer_name, method, batch_size, seed, epochs, peak_lr=None, record=True):
+    """One run; returns its validation accuracy, AutoWU's choices and, if `record`, the
+    per-step LRs and losses (a callback at every batch: a fifth of a small run's time)."""
     x_train, y_train, x_val, y_val = data["arrays"]
     keras.utils.set_random_seed(seed)
     steps = epochs * int(np.ceil(len(x_train) / batch_size))
-    callbacks = [recorder := StepRecorder()]
+    recorder = StepRecorder() if record else None
+    callbacks = [recorder] if record else []
     if method.startswith("autowu"):
         learning_rate = 1e-3  # overwritten by AutoWU
         autowu = keras_autowu.AutoWU(verbose=0, seed=seed, **autowu_arguments(method))
@@ -184,11 +186,9 @@ def train(data, optimizer_name, method, batch_size, seed, epochs, peak_lr=None):
     )
     model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=0)
     _, accuracy = model.evaluate(x_val, y_val, batch_size=512, verbose=0)
-    run = dict(
-        accuracy=float(accuracy) if np.isfinite(accuracy) else 0.0,
-        learning_rates=recorder.learning_rates,
-        losses=recorder.losses,
-    )
+    run = dict(accuracy=float(accuracy) if np.isfinite(accuracy) else 0.0)
+    if record:
+        run.update(learning_rates=recorder.learning_rates, losses=recorder.losses)
     if method.startswith("autowu"):
         scheduler = autowu.scheduler
         run["switch_step"] = None if scheduler.switch is None else scheduler.switch.step
@@ -200,9 +200,9 @@ def train(data, optimizer_name, method, batch_size, seed, epochs, peak_lr=None):
     return run
 
 
-def grid_search(data, optimizer_name, batch_size, grid, epochs):
+def grid_search(data, optimizer_name, batch_size, grid, epochs, record):
     """The best peak LR of the grid (seed 0) at one batch size, and each point's run."""
-    runs = {lr: train(data, optimizer_name, "warmup_cosine", batch_size, 0, epochs, lr) for lr in grid}
+    runs = {lr: train(data, optimizer_name, "warmup_cosine", batch_size, 0, epochs, lr, record) for lr in grid}
     return max(runs, key=lambda lr: runs[lr]["accuracy"]), runs
 
 
@@ -213,7 +213,9 @@ def benchmark(data, optimizer_name, setup, grid, methods):
     tuned_each, grids = {}, {}
     if {"tuned@each", "tuned@smallest"} & set(methods):
         for batch_size in batch_sizes:
-            tuned_each[batch_size], grids[batch_size] = grid_search(data, optimizer_name, batch_size, grid, epochs)
+            tuned_each[batch_size], grids[batch_size] = grid_search(
+                data, optimizer_name, batch_size, grid, epochs, record=batch_size == plotted_batch(batch_sizes)
+            )
         best_small = tuned_each[smallest]
         scaled = {b: best_small * np.sqrt(b / smallest) for b in batch_sizes}
         out["grid_accuracy"] = {str(b): {str(lr): r["accuracy"] for lr, r in grids[b].items()} for b in batch_sizes}
@@ -231,7 +233,7 @@ def benchmark(data, optimizer_name, setup, grid, methods):
                 if method == "warmup_cosine" and s == 0 and peak(b) in grids[b]:
                     run = dict(grids[b][peak(b)])  # the grid already ran it
                 else:
-                    run = train(data, optimizer_name, method, b, s, epochs, peak(b))
+                    run = train(data, optimizer_name, method, b, s, epochs, peak(b), record=is_plotted(b, s, setup))
                 runs[str(b)].append(run)
         out["methods"][name] = {
             "runs": runs,
@@ -251,16 +253,29 @@ def benchmark(data, optimizer_name, setup, grid, methods):
 
 def schedule_free(data, setup):
     """ScheduleFreeAdamW at its default learning rate: one row per data set."""
-    runs = {str(b): [train(data, None, "schedule_free", b, s, setup["epochs"]) for s in setup["seeds"]] for b in setup["batch_sizes"]}
+    runs = {
+        str(b): [train(data, None, "schedule_free", b, s, setup["epochs"], record=is_plotted(b, s, setup)) for s in setup["seeds"]]
+        for b in setup["batch_sizes"]
+    }
     keep_traces_of_one_run(runs, setup["batch_sizes"])
     method = {"runs": runs, "training_runs": len(setup["batch_sizes"])}
     print(summary_line(data["name"], "schedule_free", method, setup["batch_sizes"]), flush=True)
     return method
 
 
+def plotted_batch(batch_sizes):
+    return batch_sizes[len(batch_sizes) // 2]
+
+
+def is_plotted(batch_size, seed, setup):
+    """Whether this is the run whose per-step traces the report plots: the first seed
+    at the middle batch size."""
+    return batch_size == plotted_batch(setup["batch_sizes"]) and seed == setup["seeds"][0]
+
+
 def keep_traces_of_one_run(runs, batch_sizes):
     """Per-step traces only for seed 0 at the middle batch size (the plotted run)."""
-    plotted = str(batch_sizes[len(batch_sizes) // 2])
+    plotted = str(plotted_batch(batch_sizes))
     for batch_size, seed_runs in runs.items():
         for index, run in enumerate(seed_runs):
             if (batch_size, index) != (plotted, 0):
