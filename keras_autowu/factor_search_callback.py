@@ -5,7 +5,7 @@ import warnings
 
 import tensorflow as tf
 
-from keras_autowu import checks, factor_probe, fit_callbacks
+from keras_autowu import checks, factor_probe, fit_callbacks, probe_record
 from keras_autowu._keras import build_optimizer_slots, check_settable_learning_rate, keras, steps_per_execution
 from keras_autowu._stacklevel import user_stacklevel
 from keras_autowu.config import check_run_length
@@ -24,8 +24,10 @@ class FactorSearch(keras.callbacks.Callback):
     `keras_autowu/factor_probe.py` for how the probes move the weights and back.
 
     The run starts from the optimizer's learning rate, or from
-    `initial_learning_rate`. The learning rate lives in the optimizer, so
-    BackupAndRestore and any checkpoint carry it: a resumed fit goes on from it.
+    `initial_learning_rate`. The learning rate and every update's probes live in the
+    optimizer's variables, so BackupAndRestore and any checkpoint carry them: a resumed
+    fit replays the probes, and goes on with the same learning rate and the whole
+    history (`scheduler.updates`) of an uninterrupted one.
 
     Args:
       steps_per_epoch, total_epochs: taken from `fit` when None.
@@ -55,7 +57,7 @@ class FactorSearch(keras.callbacks.Callback):
         self._kwargs = kwargs
         self._steps_per_epoch, self._total_epochs = steps_per_epoch, total_epochs
         self.rollback_on_divergence = rollback_on_divergence
-        self.scheduler = self._probe = self._snapshot = None
+        self.scheduler = self._probe = self._snapshot = self._record = None
         # Looked at each batch's start only: Keras 3 dispatches batches asynchronously
         # unless a callback has a batch-end hook; tf_keras converts logs unless told not to.
         self._supports_tf_logs = True
@@ -63,6 +65,15 @@ class FactorSearch(keras.callbacks.Callback):
     def set_params(self, params):
         super().set_params(params)
         fit_callbacks.claim_learning_rate("FactorSearch", self)
+        # Before any callback's on_train_begin, where BackupAndRestore restores.
+        if self.model is not None and getattr(self.model, "optimizer", None) is not None:
+            self._attach_record(params)
+
+    def _attach_record(self, params):
+        steps_per_epoch, total_epochs = fit_callbacks.run_length("FactorSearch", params, self._steps_per_epoch, self._total_epochs)
+        interval = self.config.update_interval
+        shortest = steps_per_epoch if interval == "epoch" else interval  # rounding only lengthens it
+        self._record = probe_record.attach(self.model, steps_per_epoch * total_epochs // shortest + 1, len(self.config.factors))
 
     def on_train_begin(self, logs=None):
         model = self.model
@@ -77,6 +88,8 @@ class FactorSearch(keras.callbacks.Callback):
             model, self.config.factors, self.config.direction, self.config.probe_batch_size, self.config.seed
         )
         self._probe.install(model)
+        if self._record is None:  # set_params was not called by fit
+            self._attach_record(self.params)
         self._run_start = None
         self._pending = None
 
@@ -107,12 +120,21 @@ class FactorSearch(keras.callbacks.Callback):
         if epoch == 0:
             self._run_start = iterations
             scheduler.reset()
+            self._record.start_run(iterations, scheduler.learning_rate)
             _set_learning_rate(self.model.optimizer, scheduler.learning_rate)
-        else:  # BackupAndRestore or fit(initial_epoch=...): go on from the optimizer's LR
+        else:  # BackupAndRestore or fit(initial_epoch=...)
             self._run_start = iterations - epoch * scheduler.steps_per_epoch
-            scheduler.resume(iterations - self._run_start, _learning_rate(self.model.optimizer))
+            step = iterations - self._run_start
+            if self._record.run_start() == self._run_start:  # the probes were saved: replay them
+                scheduler.set_state(self._record.scheduler_state(scheduler.steps_per_epoch, scheduler.total_epochs))
+                _set_learning_rate(self.model.optimizer, scheduler.learning_rate)
+                how = f"{len(scheduler.updates)} updates replayed"
+            else:  # a checkpoint without them: go on from the optimizer's learning rate
+                scheduler.resume(step, _learning_rate(self.model.optimizer))
+                self._record.start_run(probe_record.NO_RUN, scheduler.learning_rate)  # nothing to replay later
+                how = "no probes saved before it"
             if self.config.verbose:
-                print(f"FactorSearch: resuming at step {scheduler.first_step}, learning rate {scheduler.learning_rate:.4g}.")
+                print(f"FactorSearch: resuming at step {step} ({how}), learning rate {scheduler.learning_rate:.4g}.")
         self._snapshot = None
         if self.rollback_on_divergence and self.model.built:
             build_optimizer_slots(self.model)
@@ -132,6 +154,7 @@ class FactorSearch(keras.callbacks.Callback):
         step, self._pending = self._pending, None
         self._probe.release()
         losses, base = self._probe.losses.numpy(), float(self._probe.base_loss.numpy())
+        self._record.append(step, base, losses)
         for request in self.scheduler.observe_probe(step, losses, base):
             if request.kind == "snapshot" and self.rollback_on_divergence:
                 self._keep_if_finite(WeightSnapshot(self.model, step))

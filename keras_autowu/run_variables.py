@@ -1,19 +1,11 @@
-"""AutoWU's run state as variables of the optimizer, so that checkpoints carry it.
+"""AutoWU's run state as variables of the optimizer, so that checkpoints carry it
+(see `optimizer_state` for how, on either Keras).
 
-Whatever saves the optimizer saves these with it, at the same moment as the weights:
-keras.callbacks.BackupAndRestore, ModelCheckpoint, `model.save_weights` and
-`tf.train.Checkpoint`. Every AutoWU decision is a function of the recorded losses, so
-the losses and the step they start at are all a restart needs: 4 bytes per step of
-the run. The learning rate of every step is kept beside them, as a table that the
-callback rewrites when a test changes the schedule and the train step looks its
-learning rate up in; it follows from the losses, so it is no part of the checkpoint.
-
-Keras 3 saves an optimizer's variables by position and skips the whole optimizer, with
-only a warning, when the count differs from the saved one. So the variables must
-exist, in the same order, before anything restores into them: `attach` builds the
-optimizer first, and the callback calls it from `set_params`, before any callback's
-`on_train_begin`. tf_keras checkpoints go by name and restore variables created later
-(deferred restoration), so there they hang off the optimizer as one attribute.
+Every AutoWU decision is a function of the recorded losses, so the losses and the
+step they start at are all a restart needs: 4 bytes per step of the run. The
+learning rate of every step is kept beside them, as a table that the callback
+rewrites when a test changes the schedule and the train step looks its learning rate
+up in; it follows from the losses, so it is no part of the checkpoint.
 """
 
 import weakref
@@ -21,7 +13,8 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from keras_autowu._keras import IS_KERAS_3, build_optimizer_slots, keras, tf_variable, variable_ref
+from keras_autowu import optimizer_state
+from keras_autowu._keras import IS_KERAS_3, tf_variable, variable_ref
 
 # No run yet: `step_offset` holds this until a run starts.
 NO_RUN = -1
@@ -81,11 +74,14 @@ class RunVariables:
         return {variable_ref(v) for v in self._all()}
 
 
-_SPECS = (  # the saved variables: name, dtype, initial value
-    ("autowu_losses", "float32", np.nan),
-    ("autowu_steps_recorded", "int64", 0),
-    ("autowu_step_offset", "int64", NO_RUN),
-)
+def _specs(total_steps):
+    """The saved variables, in their checkpoints' order."""
+    return (
+        optimizer_state.VariableSpec("autowu_losses", "float32", (total_steps + 1,), np.nan),
+        optimizer_state.VariableSpec("autowu_steps_recorded", "int64", (), 0),
+        optimizer_state.VariableSpec("autowu_step_offset", "int64", (), NO_RUN),
+    )
+
 # Optimizer -> {total_steps: its learning-rate table}; outside the optimizer's tracked
 # state, so that no checkpoint holds it.
 _tables = weakref.WeakKeyDictionary()
@@ -103,9 +99,13 @@ def attach(model, total_steps):
         return existing
     with model.distribute_strategy.scope():
         _tables.setdefault(optimizer, {})[total_steps] = _learning_rate_table(total_steps)
-        if IS_KERAS_3:
-            return _add_keras3_variables(model, optimizer, total_steps)
-        return _add_tf_keras_variables(optimizer, total_steps)
+        variables = optimizer_state.add(model, _ATTRIBUTE, _specs(total_steps))
+    if not IS_KERAS_3:
+        return find(optimizer, total_steps)
+    variables = RunVariables(*variables, _tables[optimizer][total_steps])
+    _attached.setdefault(optimizer, []).append(variables)
+    _load_version_0_1_checkpoints(optimizer)
+    return variables
 
 
 def _learning_rate_table(total_steps):
@@ -123,38 +123,11 @@ def find(optimizer, total_steps):
     if IS_KERAS_3:
         candidates = _attached.get(optimizer, [])
     else:
-        module = getattr(optimizer, _ATTRIBUTE, None)
+        saved = optimizer_state.tracked(optimizer, _ATTRIBUTE)
         table = _tables.get(optimizer, {}).get(total_steps)
-        candidates = [] if module is None or table is None else [RunVariables(*module.variables_in_order, table)]
+        candidates = [] if saved is None or table is None else [RunVariables(*saved, table)]
     matching = [c for c in candidates if c.total_steps == total_steps]
     return matching[-1] if matching else None
-
-
-def _shape(name, total_steps):
-    return (total_steps + 1,) if name == "autowu_losses" else ()
-
-
-def _add_keras3_variables(model, optimizer, total_steps):
-    if model.built:
-        # The same order of variables whether or not fit() built the optimizer first.
-        build_optimizer_slots(model)
-    variables = RunVariables(
-        *(
-            optimizer.add_variable(
-                _shape(name, total_steps),
-                initializer=keras.initializers.Constant(value),
-                dtype=dtype,
-                # Every replica writes the same (global) values.
-                aggregation="only_first_replica",
-                name=name,
-            )
-            for name, dtype, value in _SPECS
-        ),
-        _tables[optimizer][total_steps],
-    )
-    _attached.setdefault(optimizer, []).append(variables)
-    _load_version_0_1_checkpoints(optimizer)
-    return variables
 
 
 def _load_version_0_1_checkpoints(optimizer):
@@ -184,25 +157,3 @@ def _load_version_0_1_checkpoints(optimizer):
             variable.assign(store[key])
 
     optimizer.load_own_variables = load_own_variables
-
-
-class _TrackedRunVariables(tf.Module):
-    """One checkpoint dependency of a tf_keras optimizer holding the variables."""
-
-    def __init__(self, total_steps):
-        super().__init__(name=_ATTRIBUTE)
-        self.variables_in_order = [
-            tf.Variable(
-                tf.fill(_shape(name, total_steps), tf.constant(value, dtype)),
-                trainable=False,
-                name=name,
-                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-            )
-            for name, dtype, value in _SPECS
-        ]
-
-
-def _add_tf_keras_variables(optimizer, total_steps):
-    # Attribute tracking makes it a checkpoint dependency, restored on creation.
-    setattr(optimizer, _ATTRIBUTE, _TrackedRunVariables(total_steps))
-    return find(optimizer, total_steps)

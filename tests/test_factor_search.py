@@ -238,8 +238,24 @@ def test_backup_and_restore_resumes_with_the_same_learning_rates(tmp_path):
     with pytest.raises(Preempted):
         fit_with_factor_search(callbacks=[backup, PreemptAt(3 * STEPS_PER_EPOCH)], initial_learning_rate=0.02)
     resumed, _, resumed_history = fit_with_factor_search(callbacks=[backup], initial_learning_rate=0.02)
-    assert resumed.scheduler.first_step == 3 * STEPS_PER_EPOCH
     np.testing.assert_allclose(resumed_history.history["learning_rate"], history.history["learning_rate"][3:], rtol=1e-5)
+    # The probes were saved with the optimizer: the resumed run has the whole history.
+    assert resumed.scheduler.first_step == 0
+    assert [u.step for u in resumed.scheduler.updates] == [u.step for u in reference.scheduler.updates]
+    np.testing.assert_allclose(
+        [u.losses for u in resumed.scheduler.updates], [u.losses for u in reference.scheduler.updates], rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        [u.learning_rate for u in resumed.scheduler.updates], [u.learning_rate for u in reference.scheduler.updates], rtol=1e-5
+    )
+
+
+def test_a_checkpoint_without_the_probes_goes_on_from_the_optimizer_s_learning_rate():
+    """fit(initial_epoch=...) on an optimizer that never held a record (weights loaded
+    from elsewhere): no history to replay, the optimizer's learning rate goes on."""
+    search, _, _ = fit_with_factor_search(optimizer=keras.optimizers.SGD(0.03), initial_epoch=3)
+    assert search.scheduler.first_step == 3 * STEPS_PER_EPOCH
+    assert search.scheduler.updates[0].learning_rate_before == pytest.approx(0.03)
 
 
 def test_a_model_with_two_losses_is_refused():
