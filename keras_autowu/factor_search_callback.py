@@ -10,6 +10,7 @@ from keras_autowu._keras import build_optimizer_slots, check_settable_learning_r
 from keras_autowu._stacklevel import user_stacklevel
 from keras_autowu.config import check_run_length
 from keras_autowu.factor_search import FactorSearchConfig, FactorSearchScheduler
+from keras_autowu import weight_snapshot
 from keras_autowu.weight_snapshot import WeightSnapshot
 
 
@@ -138,7 +139,7 @@ class FactorSearch(keras.callbacks.Callback):
         self._snapshot = None
         if self.rollback_on_divergence and self.model.built:
             build_optimizer_slots(self.model)
-            self._snapshot = WeightSnapshot(self.model, scheduler.first_step)
+            self._snapshot = WeightSnapshot(self.model, scheduler.first_step, self._record.refs())
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self._epoch_first_step + batch
@@ -157,7 +158,7 @@ class FactorSearch(keras.callbacks.Callback):
         self._record.append(step, base, losses)
         for request in self.scheduler.observe_probe(step, losses, base):
             if request.kind == "snapshot" and self.rollback_on_divergence:
-                self._keep_if_finite(WeightSnapshot(self.model, step))
+                self._replace_snapshot_if_finite(step)
             elif request.kind == "restore" and self.rollback_on_divergence and self._snapshot is not None:
                 self._snapshot.restore(learning_rate=self.scheduler.learning_rate)
                 if self.config.verbose:
@@ -175,14 +176,18 @@ class FactorSearch(keras.callbacks.Callback):
         factor_probe.uninstall(self.model)
         self._snapshot = None
 
-    def _keep_if_finite(self, snapshot):
+    def _replace_snapshot_if_finite(self, step):
         """The probe measured the weights of a step or more before these (the steps
-        since ran on), so a non-finite copy must not replace the last healthy one."""
-        if snapshot.is_finite():
-            self._snapshot = snapshot
+        since ran on), so weights that are no longer finite must not replace the last
+        healthy copy. They are checked before any copy is made, and the old copy goes
+        first: one copy of the weights and slots at a time, not two."""
+        exclude = self._record.refs()
+        if weight_snapshot.all_finite(weight_snapshot.saved_variables(self.model, exclude)):
+            self._snapshot = None
+            self._snapshot = WeightSnapshot(self.model, step, exclude)
         elif self.config.verbose:
             kept = f"the snapshot of step {self._snapshot.step} stays" if self._snapshot else "no snapshot is kept"
-            print(f"FactorSearch: the weights at step {snapshot.step} are not finite; {kept}.")
+            print(f"FactorSearch: the weights at step {step} are not finite; {kept}.")
 
 
 def _learning_rate(optimizer):

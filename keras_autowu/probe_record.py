@@ -14,7 +14,7 @@ import weakref
 import numpy as np
 
 from keras_autowu import optimizer_state
-from keras_autowu._keras import IS_KERAS_3
+from keras_autowu._keras import IS_KERAS_3, variable_ref
 
 NO_RUN = -1  # `step_offset` until a run starts
 _ATTRIBUTE = "factor_search_run"
@@ -39,6 +39,11 @@ class ProbeRecord:
     def __init__(self, steps, losses, updates, step_offset, initial_learning_rate):
         self.steps, self.losses, self.updates = steps, losses, updates
         self.step_offset, self.initial_learning_rate = step_offset, initial_learning_rate
+
+    def refs(self):
+        """The variables' identities: a snapshot of the weights leaves them out, so that a
+        roll-back keeps the probes recorded since."""
+        return {variable_ref(v) for v in (self.steps, self.losses, self.updates, self.step_offset, self.initial_learning_rate)}
 
     @property
     def shape(self):

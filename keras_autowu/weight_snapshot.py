@@ -1,8 +1,9 @@
 """An in-memory copy of a model's weights and optimizer state, for AutoWU's roll-back."""
 
 import numpy as np
+import tensorflow as tf
 
-from keras_autowu._keras import optimizer_variables, sgd_velocity_refs, variable_ref
+from keras_autowu._keras import optimizer_variables, sgd_velocity_refs, tf_variable, variable_ref
 
 
 class WeightSnapshot:
@@ -32,16 +33,10 @@ class WeightSnapshot:
     def __init__(self, model, step, exclude=()):
         self.step = step
         optimizer = model.optimizer
-        skip = set(exclude) | {variable_ref(optimizer.iterations), variable_ref(optimizer.learning_rate)}
-        slots = [v for v in optimizer_variables(optimizer) if variable_ref(v) not in skip]
-        self._variables = list(model.weights) + slots
+        self._variables = saved_variables(model, exclude)
         self._values = [np.array(v.numpy()) for v in self._variables]
         self._learning_rate = float(np.asarray(_value(optimizer.learning_rate)))
         self._velocities = sgd_velocity_refs(optimizer)
-
-    def is_finite(self):
-        """Whether every floating-point value held is finite."""
-        return all(np.isfinite(v).all() for v in self._values if np.issubdtype(v.dtype, np.floating))
 
     def restore(self, learning_rate=None):
         """Puts the values back; `learning_rate`: the one the next steps will use."""
@@ -50,6 +45,21 @@ class WeightSnapshot:
             scale = min(1.0, float(learning_rate) / self._learning_rate)
         for variable, value in zip(self._variables, self._values):
             variable.assign(value * scale if variable_ref(variable) in self._velocities else value)
+
+
+def saved_variables(model, exclude=()):
+    """What a snapshot copies: the model's weights and the optimizer's slots, without
+    its step counter, its learning rate and `exclude` (a scheduler's own variables)."""
+    optimizer = model.optimizer
+    skip = set(exclude) | {variable_ref(optimizer.iterations), variable_ref(optimizer.learning_rate)}
+    return list(model.weights) + [v for v in optimizer_variables(optimizer) if variable_ref(v) not in skip]
+
+
+def all_finite(variables):
+    """Whether every floating-point value of `variables` is finite, checked where they
+    live (no copy to the host), so that a snapshot need not be taken to find out."""
+    floats = [tf_variable(v) for v in variables if tf.as_dtype(v.dtype).is_floating]
+    return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in floats])) if floats else True
 
 
 def _value(variable):

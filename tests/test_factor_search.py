@@ -207,6 +207,9 @@ def test_weights_spoilt_after_a_healthy_probe_are_not_kept_as_the_snapshot(capsy
     assert "the weights at step 8 are not finite; the snapshot of step 0 stays" in printed
     assert "rolled back to step 0" in printed
     assert all(np.isfinite(w.numpy()).all() for w in model.weights)
+    # The roll-back puts back weights and slots, not the probes recorded since step 0.
+    saved = search._record.scheduler_state(STEPS_PER_EPOCH, EPOCHS)["probes"]
+    assert [p[0] for p in saved] == [u.step for u in search.scheduler.updates]
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "lamb"])
