@@ -101,41 +101,78 @@ def sensitivity(data, epochs):
             print(f"{optimizer_name:5s} {method:16s} " + " ".join(f"{a:7.3f}" for a in row), flush=True)
 
 
-class EpochTimer(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
+class StepTimer(keras.callbacks.Callback):
+    """The time each step of each epoch begins at, then the epoch's end."""
 
     def on_train_begin(self, logs=None):
-        self.times = []
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append([])
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.epochs[-1].append(time.perf_counter())
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs[-1].append(time.perf_counter())
 
 
-def cost(data, repeats=3):
-    """Epoch times of the same fit with factor search and at a constant LR."""
+# How many train steps an update's work spans: the probing step and those until its
+# result is read (keras_autowu.factor_probe.FactorProbe.steps_to_result).
+UPDATE_SPAN = {"update": 2, "gradient": 1}
+
+
+def cost(data, repeats=5):
+    """Epoch times of the same fit with factor search and at a constant LR, the methods
+    taking turns within each repeat, and the time of an update's own steps against the
+    other steps of its epoch, which a slow spell of a shared machine hits alike."""
     x_train, y_train, _, _ = data["arrays"]
     batch = BATCH_SIZE[data["name"]]
     epochs = 6
-    print(f"\n{data['name']}: cost, batch {batch}, {epochs} epochs x {repeats} repeats (first epoch left out: it traces)")
-    results = {}
-    for method in ["constant", "factor_search", "factor_search_gradient"]:
-        epoch_times = []
-        for repeat in range(repeats):
+    print(f"\n{data['name']}: cost, batch {batch}, {epochs} epochs x {repeats} repeats, methods in turn (first epoch left out: it traces)")
+    methods = ["constant", "factor_search", "factor_search_gradient"]
+    epoch_times = {method: [] for method in methods}
+    update_costs = {method: [] for method in methods[1:]}
+    for repeat in range(repeats):
+        for method in methods:
             keras.utils.set_random_seed(repeat)
             model = small_cnn(data["name"])
             model.compile(optimizer("sgd", 0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-            timer = EpochTimer()
+            timer = StepTimer()
             callbacks = [timer]
             if method != "constant":
                 direction = "gradient" if method.endswith("gradient") else "update"
                 callbacks.insert(0, keras_autowu.FactorSearch(direction=direction, verbose=0))
             model.fit(x_train, y_train, batch_size=batch, epochs=epochs, callbacks=callbacks, verbose=0)
-            epoch_times += timer.times[1:]
-        results[method] = np.median(epoch_times)
-    base = results["constant"]
-    for method, seconds in results.items():
-        print(f"{method:24s} epoch {seconds * 1000:8.1f} ms  ratio {seconds / base:.3f}  (one update per epoch)")
+            epoch_times[method] += [ends[-1] - ends[0] for ends in timer.epochs[1:]]
+            if method != "constant":
+                # Every epoch after the first begins with an update (one per epoch).
+                update_costs[method] += [update_cost(ends, UPDATE_SPAN[direction]) for ends in timer.epochs[1:]]
+    # Noise on a shared machine only adds time: the fastest epoch is the cost without it.
+    base, fastest_base = np.median(epoch_times["constant"]), np.min(epoch_times["constant"])
+    for method, times in epoch_times.items():
+        seconds, fastest = np.median(times), np.min(times)
+        print(
+            f"{method:24s} epoch {seconds * 1000:8.1f} ms  ratio {seconds / base:.3f};  fastest epoch "
+            f"{fastest * 1000:8.1f} ms  ratio {fastest / fastest_base:.3f}"
+        )
+    print("an update's own cost: its steps' time less as many of the epoch's other steps (median, median step)")
+    for method, costs in update_costs.items():
+        extra, step = np.median([c[0] for c in costs]), np.median([c[1] for c in costs])
+        steps = len(timer.epochs[1]) - 1
+        print(
+            f"{method:24s} {extra * 1000:6.1f} ms an update, {extra / step:4.1f} steps' time: "
+            f"{100 * extra / (steps * step):.1f} % of a {steps}-step epoch at one update per epoch"
+        )
+
+
+def update_cost(ends, span):
+    """The extra time of an epoch's first `span` steps, and the epoch's median step.
+
+    `ends`: the times at which each step of the epoch began, then the epoch's end."""
+    durations = np.diff(ends)
+    step = np.median(durations[span:])
+    return float(np.sum(durations[:span]) - span * step), float(step)
 
 
 MEMORY_SCRIPT = """
@@ -208,7 +245,7 @@ def main():
         if "sensitivity" in args.parts:
             sensitivity(data, epochs)
         if "cost" in args.parts:
-            cost(data, repeats=1 if args.quick else 3)
+            cost(data, repeats=1 if args.quick else 5)
     if "cost" in args.parts:
         memory()
     print(f"\n{time.perf_counter() - start:.0f} s")

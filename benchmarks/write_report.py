@@ -516,8 +516,11 @@ against the starting learning rate (seed 0).
 ```
 
 The cost: epoch times with one update per epoch against the same fit at a constant
-learning rate, and the peak memory of fits of a 4.2- and a 33.6-million-weight model
-with and without factor search.
+learning rate (the methods in turn; epoch times move by 10 to 40 % on this shared
+machine, more than the cost, so the median and the fastest epoch are both shown), an
+update's own cost (the extra time of the steps it spans, against the other steps of
+the same epoch, which a slow spell hits alike), and the peak memory of fits of a 4.2-
+and a 33.6-million-weight model with and without factor search.
 
 ```
 {factor_search_cost}
