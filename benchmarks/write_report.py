@@ -561,14 +561,19 @@ the cosine's accuracy in 2 of 3 runs, 1.2 times as fast. The paper's 1.22x to 1.
 speed-ups come from runs of tens of thousands of steps, which a 2-core machine does not
 train in a benchmark's time.
 
-**Cost.** Its decisions (ten forecasts and nine GP fits a stage) took 0.15 to 0.18 s a
-stage here: 1.1 to 1.8 % of the digits and MNIST-1D fits, whose steps take 3 to 8 ms on
-this machine, and 0.36 % of the Transformer's, whose steps take 40 ms: under the 1 %
-goal once a stage holds about 20 s of training. The search's graph traces once a
-process (0.2 to 0.4 s). A restore took 1.7 to 2 ms for the CNNs and 11 ms for the
-Transformer with Adam, and 1.5 ms for a 3.3-million-weight model with Adam (38 MiB of
-copies): one compiled function assigns every variable from its copy on the same
-device, with no trip through the host.
+**Cost.** Its decisions (ten forecasts and nine GP fits a stage) took 0.12 to 0.18 s a
+stage here: 1.0 % of the digits fit and 0.9 % of MNIST-1D's, run side by side as `make
+bench-autolrs` does, whose steps take 3 to 8 ms on this machine, and 0.36 % of the
+Transformer's, whose steps take 35 ms: at or under the 1 % goal. The forecast's
+spline runs NumPy's SVD, which OpenBLAS split over threads that waited for the cores
+TensorFlow held (OpenMathLib/OpenBLAS#731): 31 ms an SVD inside a fit against 2.5 ms
+on one thread. With NumPy's BLAS on one thread for the forecast
+(`keras_autowu/_blas.py`), the digits run's decisions went from 0.30 s to 0.20 s
+(1.04 % to 0.83 %) with another run beside it, and from 0.25 to 0.22 s alone. The
+search's graph traces once a process (0.6 to 0.9 s). A restore took 2 to 2.5 ms for
+the CNNs and 8 ms for the Transformer with Adam, and 1.1 ms for a 3.3-million-weight
+model with Adam (38 MiB of copies): one compiled function assigns every variable from
+its copy on the same device, with no trip through the host.
 
 **Faithfulness.** On the 60 training-loss series these runs explored, the package's
 forecast (`forecast="reference"`) gives SciPy's to 0.1 % in 52 (of the forecast, or of

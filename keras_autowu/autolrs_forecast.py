@@ -35,11 +35,14 @@ Departures, each for a defect of the reference:
   returns none when the design is rank-deficient (beta so small that exp(b * x) is 1
   at every step): the reference's Nelder-Mead then fails on a slowly falling series.
 
-Pure NumPy. A series near a parabola takes 1 to 2 ms; one that needs the spline's
-knots 20 to 60 ms up to 800 points, on one core.
+NumPy, its linear algebra on one thread (`keras_autowu/_blas.py`). A series near a
+parabola takes 1 to 2 ms; one that needs the spline's knots 20 to 60 ms up to 800
+points.
 """
 
 import numpy as np
+
+from keras_autowu import _blas
 
 NAN_SCORE = 1e6  # the reference's score for a series with a NaN
 SPLINE_DEGREE = 2
@@ -66,7 +69,8 @@ def forecast(losses, horizon, training=True, rule="reference"):
         return NAN_SCORE
     if ys.size <= SPLINE_DEGREE + 1:
         return float(ys[-1])  # too short for a spline: its last loss
-    with np.errstate(over="ignore", invalid="ignore"):  # a diverging series: scored below
+    # A diverging series overflows: scored below. One BLAS thread: see `_blas`.
+    with np.errstate(over="ignore", invalid="ignore"), _blas.one_thread():
         return _forecast(ys, horizon, training, rule)
 
 
