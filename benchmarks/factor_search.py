@@ -28,6 +28,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_autowu  # noqa: E402
 from keras_autowu._keras import keras  # noqa: E402
+from keras_autowu.factor_probe import STEPS_TO_RESULT  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from paper_claim import digits, mnist1d, small_cnn  # noqa: E402
@@ -117,11 +118,6 @@ class StepTimer(keras.callbacks.Callback):
         self.epochs[-1].append(time.perf_counter())
 
 
-# How many train steps an update's work spans: the probing step and those until its
-# result is read (keras_autowu.factor_probe.FactorProbe.steps_to_result).
-UPDATE_SPAN = {"update": 2, "gradient": 1}
-
-
 def cost(data, repeats=5):
     """Epoch times of the same fit with factor search and at a constant LR, the methods
     taking turns within each repeat, and the time of an update's own steps against the
@@ -129,6 +125,7 @@ def cost(data, repeats=5):
     x_train, y_train, _, _ = data["arrays"]
     batch = BATCH_SIZE[data["name"]]
     epochs = 6
+    steps_per_epoch = math.ceil(len(x_train) / batch)
     print(f"\n{data['name']}: cost, batch {batch}, {epochs} epochs x {repeats} repeats, methods in turn (first epoch left out: it traces)")
     methods = ["constant", "factor_search", "factor_search_gradient"]
     epoch_times = {method: [] for method in methods}
@@ -147,7 +144,7 @@ def cost(data, repeats=5):
             epoch_times[method] += [ends[-1] - ends[0] for ends in timer.epochs[1:]]
             if method != "constant":
                 # Every epoch after the first begins with an update (one per epoch).
-                update_costs[method] += [update_cost(ends, UPDATE_SPAN[direction]) for ends in timer.epochs[1:]]
+                update_costs[method] += [update_cost(ends, STEPS_TO_RESULT[direction]) for ends in timer.epochs[1:]]
     # Noise on a shared machine only adds time: the fastest epoch is the cost without it.
     base, fastest_base = np.median(epoch_times["constant"]), np.min(epoch_times["constant"])
     for method, times in epoch_times.items():
@@ -159,10 +156,9 @@ def cost(data, repeats=5):
     print("an update's own cost: its steps' time less as many of the epoch's other steps (median, median step)")
     for method, costs in update_costs.items():
         extra, step = np.median([c[0] for c in costs]), np.median([c[1] for c in costs])
-        steps = len(timer.epochs[1]) - 1
         print(
             f"{method:24s} {extra * 1000:6.1f} ms an update, {extra / step:4.1f} steps' time: "
-            f"{100 * extra / (steps * step):.1f} % of a {steps}-step epoch at one update per epoch"
+            f"{100 * extra / (steps_per_epoch * step):.1f} % of a {steps_per_epoch}-step epoch at one update per epoch"
         )
 
 

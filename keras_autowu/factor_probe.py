@@ -35,6 +35,9 @@ import tensorflow as tf
 from keras_autowu._keras import keras, tf_variable
 
 _ORIGINAL_ATTRIBUTE = "_factor_search_probe_installed"
+# How many steps after the one it is requested for a probe's result is ready: the
+# update direction saves the start in one step and probes in the next.
+STEPS_TO_RESULT = {"update": 2, "gradient": 1}
 
 
 def probe_loss_function(model, use="FactorSearch probes the compiled loss"):
@@ -209,7 +212,7 @@ class FactorProbe:
     @property
     def steps_to_result(self):
         """How many steps after the one it is requested for a probe's result is ready."""
-        return 2 if self._direction == "update" else 1
+        return STEPS_TO_RESULT[self._direction]
 
     def request(self):
         """Probes from the coming train step on (see `stage`), with the probing train
