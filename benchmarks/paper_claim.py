@@ -36,6 +36,7 @@ middle batch size) for `benchmarks/write_report.py`.
 
 import argparse
 import ast
+import copy
 import json
 import os
 import time
@@ -46,7 +47,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_autowu  # noqa: E402
-from keras_autowu._keras import IS_KERAS_3, keras  # noqa: E402
+from keras_autowu._keras import IS_KERAS_3, keras, velocity_momentum  # noqa: E402
 
 SEEDS, EPOCHS = [0, 1, 2], 20
 BATCH_SIZES = {"digits": [32, 64, 128, 256, 512], "mnist1d": [128, 256, 512, 1024, 2048]}
@@ -200,6 +201,15 @@ def train(data, optimizer_name, method, batch_size, seed, epochs, peak_lr=None, 
     return run
 
 
+def reuses_the_defaults(name, optimizer_name, done):
+    """Whether `name`'s runs are those of the defaults, already in `done`: for an
+    optimizer that keeps no velocity (LAMB) "momentum_corrected" hands on the GP's
+    minimum, as "gp_minimum" does, so the runs are the same (a quarter of AutoWU's runs
+    with LAMB; `--quick` runs them anyway and checks)."""
+    no_velocity = not velocity_momentum(make_optimizer(optimizer_name, 1e-3))
+    return name == "autowu-gp_minimum" and no_velocity and "autowu" in done
+
+
 def grid_search(data, optimizer_name, batch_size, grid, epochs, record):
     """The best peak LR of the grid (seed 0) at one batch size, and each point's run."""
     runs = {lr: train(data, optimizer_name, "warmup_cosine", batch_size, 0, epochs, lr, record) for lr in grid}
@@ -225,6 +235,10 @@ def benchmark(data, optimizer_name, setup, grid, methods):
         "tuned@each": ("warmup_cosine", lambda b: tuned_each[b], len(grid) * len(batch_sizes)),
     }
     for name in methods:
+        if reuses_the_defaults(name, optimizer_name, out["methods"]) and not setup.get("check_reuse"):
+            out["methods"][name] = copy.deepcopy(out["methods"]["autowu"])
+            print(summary_line(f"{data['name']} {optimizer_name}", name, out["methods"][name], batch_sizes) + "  (the defaults' runs)", flush=True)
+            continue
         method, peak, tuning_runs = specs[name]
         runs = {}
         for b in batch_sizes:
@@ -243,6 +257,13 @@ def benchmark(data, optimizer_name, setup, grid, methods):
         }
         keep_traces_of_one_run(runs, batch_sizes)
         print(summary_line(f"{data['name']} {optimizer_name}", name, out["methods"][name], batch_sizes), flush=True)
+        if reuses_the_defaults(name, optimizer_name, out["methods"]):  # --quick: check that the reuse holds
+            ran, reused = (
+                [[(r["accuracy"], r["found_lr"]) for r in out["methods"][m]["runs"][str(b)]] for b in batch_sizes]
+                for m in (name, "autowu")
+            )
+            if ran != reused:
+                raise AssertionError(f"{name} with {optimizer_name} differs from the defaults: {ran} against {reused}")
     if "autowu" in out["methods"]:
         found = [np.mean([r["found_lr"] for r in out["methods"]["autowu"]["runs"][str(b)]]) for b in batch_sizes]
         out["autowu_lr_slope"] = float(np.polyfit(np.log(batch_sizes), np.log(found), 1)[0]) if len(batch_sizes) > 1 else None
@@ -335,6 +356,7 @@ def main():
             batch_sizes=args.batch_sizes or (QUICK_BATCH_SIZES if args.quick else BATCH_SIZES)[name],
             seeds=args.seeds or (QUICK["seeds"] if args.quick else SEEDS),
             epochs=QUICK["epochs"] if args.quick else EPOCHS,
+            check_reuse=args.quick,
         )
         result = {opt: benchmark(data, opt, setup, grids[opt], args.methods) for opt in args.optimizers}
         if not args.no_schedule_free and hasattr(keras.optimizers, "ScheduleFreeAdamW"):  # Keras >= 3.14

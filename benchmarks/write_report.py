@@ -377,7 +377,9 @@ runs plus one run per batch size. AutoWU runs with its defaults
 (`lr_choice="momentum_corrected"`), with the reference's hand-over
 (`lr_choice="gp_minimum"`) or `lr_choice="lag_corrected"` (the defaults otherwise), and
 with the paper's settings: a test per epoch, the GP alone deciding, no guard after the
-warmup and no roll-back. Keras's ScheduleFreeAdamW is
+warmup and no roll-back. LAMB keeps no velocity, so there the defaults hand on the GP's
+minimum too: its `gp_minimum` row is the defaults' runs, which the benchmark reuses
+(`--quick` runs them again and checks that they agree). Keras's ScheduleFreeAdamW is
 evaluated at its training weights, as `fit` leaves them. "cap": the warmup ran to its
 longest without a switch; "diverged": the warmup ended on a diverging loss; "rescues":
 how often the guard halved the learning rate after the warmup.
