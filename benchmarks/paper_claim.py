@@ -179,6 +179,10 @@ def train(data, optimizer_name, method, batch_size, seed, epochs, peak_lr=None, 
         )
     else:
         learning_rate = peak_lr
+    if not method.startswith("autowu"):
+        # NaN weights stay NaN: the rest of a baseline's run would change nothing but the
+        # time it takes (AutoWU's own runs go on: its guard rescues a NaN).
+        callbacks.append(keras.callbacks.TerminateOnNaN())
     model = small_cnn(data["name"])
     model.compile(
         optimizer=make_optimizer("schedule_free" if method == "schedule_free" else optimizer_name, learning_rate),

@@ -379,7 +379,9 @@ runs plus one run per batch size. AutoWU runs with its defaults
 with the paper's settings: a test per epoch, the GP alone deciding, no guard after the
 warmup and no roll-back. LAMB keeps no velocity, so there the defaults hand on the GP's
 minimum too: its `gp_minimum` row is the defaults' runs, which the benchmark reuses
-(`--quick` runs them again and checks that they agree). Keras's ScheduleFreeAdamW is
+(`--quick` runs them again and checks that they agree). A baseline whose loss turns NaN
+stops there (`keras.callbacks.TerminateOnNaN`): its weights would stay NaN, so its
+accuracy is the full run's. Keras's ScheduleFreeAdamW is
 evaluated at its training weights, as `fit` leaves them. "cap": the warmup ran to its
 longest without a switch; "diverged": the warmup ended on a diverging loss; "rescues":
 how often the guard halved the learning rate after the warmup.
