@@ -1,7 +1,7 @@
 # make demo: set up .venv and train on scikit-learn's digits with AutoWU (writes autowu_digits.png)
 # make test: set up .venv and run the tests on Keras 3 and on Keras 2 (tf_keras)
 # make test-compat: the Keras 2 stack (TensorFlow 2.15, tensorflow-addons) in .venv-tf215
-# make bench: every benchmark, then docs/benchmarks.md and its plots (under an hour on 2 cores)
+# make bench: every benchmark of AutoWU, then docs/benchmarks.md and its plots (127 minutes on 2 cores with five seeds)
 # make bench-autowu: after a change to AutoWU alone, its rows of section 3 (defaults, gp_minimum, lag_corrected) again, the baselines kept
 # make bench-handover: the hand-over LR candidates (section 4 of docs/benchmarks.md)
 # make bench-handover-half: the defaults against lr_choice="gp_minimum/2" at every batch size (section 4)
