@@ -210,8 +210,9 @@ def reuses_the_defaults(name, optimizer_name, done):
     optimizer that keeps no velocity (LAMB) "momentum_corrected" hands on the GP's
     minimum, as "gp_minimum" does, so the runs are the same (a quarter of AutoWU's runs
     with LAMB; `--quick` runs them anyway and checks)."""
-    no_velocity = not velocity_momentum(make_optimizer(optimizer_name, 1e-3))
-    return name == "autowu-gp_minimum" and no_velocity and "autowu" in done
+    if name != "autowu-gp_minimum" or "autowu" not in done:
+        return False
+    return not velocity_momentum(make_optimizer(optimizer_name, 1e-3))
 
 
 def grid_search(data, optimizer_name, batch_size, grid, epochs, record):
@@ -239,7 +240,8 @@ def benchmark(data, optimizer_name, setup, grid, methods):
         "tuned@each": ("warmup_cosine", lambda b: tuned_each[b], len(grid) * len(batch_sizes)),
     }
     for name in methods:
-        if reuses_the_defaults(name, optimizer_name, out["methods"]) and not setup.get("check_reuse"):
+        same_as_defaults = reuses_the_defaults(name, optimizer_name, out["methods"])
+        if same_as_defaults and not setup["check_reuse"]:
             out["methods"][name] = copy.deepcopy(out["methods"]["autowu"])
             print(summary_line(f"{data['name']} {optimizer_name}", name, out["methods"][name], batch_sizes) + "  (the defaults' runs)", flush=True)
             continue
@@ -261,7 +263,7 @@ def benchmark(data, optimizer_name, setup, grid, methods):
         }
         keep_traces_of_one_run(runs, batch_sizes)
         print(summary_line(f"{data['name']} {optimizer_name}", name, out["methods"][name], batch_sizes), flush=True)
-        if reuses_the_defaults(name, optimizer_name, out["methods"]):  # --quick: check that the reuse holds
+        if same_as_defaults:  # --quick: check that the reuse holds
             ran, reused = (
                 [[(r["accuracy"], r["found_lr"]) for r in out["methods"][m]["runs"][str(b)]] for b in batch_sizes]
                 for m in (name, "autowu")
