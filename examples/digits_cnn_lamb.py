@@ -2,7 +2,7 @@
 Title: No learning rate to choose: AutoWU with LAMB on handwritten digits
 Author: keras-autowu developers
 Date created: 2026/11/22
-Last modified: 2026/11/24
+Last modified: 2026/12/03
 Description: Train a small CNN with LAMB and let AutoWU find the learning rate and its warmup.
 Accelerator: None
 """
@@ -134,18 +134,19 @@ Example output (Keras 3.15, TensorFlow 2.21, 2 CPU cores):
 AutoWU: the loss has moved by step 48 (learning rate 0.004084); the warmup climbs at its steady pace from here, 4 times slower than over the flat start.
 AutoWU: the loss minimum has passed at step 168 (p=1.000, 3 positive tests in a row); learning rate set to 0.05534 (gp_minimum; the GP's minimum is at 0.05534), then cosine decay.
 AutoWU: weights and optimizer state rolled back to step 132, the test with the lowest loss so far.
-AutoWU: rescue 1 of at most 5 at step 240, in the cooldown phase: the mean loss of steps 228..239 rose to 0.9044 (best 0.1344), more than twice the best, the second interval in a row. Learning rate halved (0.05299 -> 0.02649) from here on; restore the weights of step 132.
+AutoWU: rescue 1 of at most 5 at step 204, in the cooldown phase: the handed-on learning rate failed its trial: the mean loss of none of the 3 intervals since the switch at step 168 fell below the warmup's best (0.1344); steps 192..203: 0.3191. Learning rate halved (0.05473 -> 0.02737) from here on; restore the weights of step 132.
 AutoWU: weights and optimizer state rolled back to step 132, the test with the lowest loss so far.
 warmup ended at step 168 of 720, learning rate 0.0553
 GP tests: 14, positive: 3
-test accuracy 0.9917, test loss 0.0938
+test accuracy 0.9861, test loss 0.2330
 plot written to .../autowu_digits.png
 ```
 
 The loss sits at its start while the learning rate is tiny, and the warmup climbs
 fast over it. LAMB's loss blows up some 35 steps past its minimum, as three tests in
-a row agree; AutoWU ends the warmup there and rolls back to the weights of the lowest loss. Later the loss starts
-to climb again at the handed-on rate, and the guard halves it: the plot marks the
+a row agree; AutoWU ends the warmup there and rolls back to the weights of the lowest loss. At the
+handed-on rate the loss does not get back below its best within three test intervals, and the
+guard rolls back again and halves the rate before the loss can climb: the plot marks the
 rescue. The learning rate AutoWU finds depends on the optimizer: LAMB scales each
 layer's update by its weights' norm, so it tolerates larger rates than SGD.
 """

@@ -42,7 +42,7 @@ class AutoWU(keras.callbacks.Callback):
         `warmup_type`, `immediate_cooldown`, `cooldown_fraction`, `cooldown_type`,
         `decay_phase_factor`, `decay_phase_stat`, `confidence`, `patience`,
         `num_predictions`, `test_interval`, `lr_choice`, `min_progress`, `min_rise`,
-        `max_rescues`, `seed`, `verbose`).
+        `max_rescues`, `handover_trial`, `seed`, `verbose`).
 
     Raises:
       ValueError: for an argument out of range, at construction; at the start of

@@ -41,6 +41,7 @@ class AutoWUConfig:
     min_progress: float = 0.05
     min_rise: float = 0.05
     max_rescues: int = 5
+    handover_trial: int = 3
     seed: int = 0
     verbose: int = 1
 
@@ -69,6 +70,7 @@ class AutoWUConfig:
         _check_number("min_progress", self.min_progress, 0.0, 1.0)
         _check_number("min_rise", self.min_rise, 0.0, None)
         _check_int("max_rescues", self.max_rescues, 0)
+        _check_int("handover_trial", self.handover_trial, 0)
         _check_int("seed", self.seed, 0)
         if not isinstance(self.verbose, bool):
             _check_int("verbose", self.verbose, 0)

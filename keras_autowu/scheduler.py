@@ -109,7 +109,9 @@ class AutoWUScheduler:
     loss, or two intervals in a row that lost half the progress or drifted (doubled
     from the best and lost a tenth of the progress), is a divergence, and a rescue
     halves the learning rate from that step on (at most `max_rescues` times) and asks
-    for the snapshot of the lowest loss back.
+    for the snapshot of the lowest loss back. So is a switch whose handed-on learning
+    rate fails its trial: none of the first `handover_trial` intervals after it brings
+    the mean loss below the warmup's best.
 
     `observe` returns the `Request`s that the training loop carries out: keep a
     snapshot of the weights (at each test whose interval has the lowest loss so far),
@@ -171,6 +173,10 @@ class AutoWUScheduler:
         above the best by this share of the fall.
       max_rescues: Int. Rescues after the warmup, at most; 0: no guard, as in the
         reference.
+      handover_trial: Int. After a switch, the guard also rescues when none of this
+        many test intervals has a mean loss below the warmup's best: the weights
+        start from the snapshot of that best, so a learning rate that trains cannot
+        fail it for long. 0: no trial.
       seed: Int. Seeds the subsampling, so that every worker decides alike.
       verbose: Int. 1: print a line at the switch.
 
@@ -258,6 +264,8 @@ class AutoWUScheduler:
         self.switch: Optional[GPTestRecord] = None
         self.divergence: Optional[Divergence] = None
         self.rescues = []
+        # (the warmup's best interval mean, intervals left) while the hand-over is on trial.
+        self._trial: Optional[tuple] = None
         self.snapshot_step: Optional[int] = None  # the snapshot a restore puts back
         self.unverified_snapshot_step: Optional[int] = None  # a newer one, its own loss unknown
         self.progress = LossProgress(self.config.min_progress, self.config.min_rise)
@@ -522,6 +530,15 @@ class AutoWUScheduler:
                 f"{verdict.mean:.4g} (best {min(self.progress.interval_means):.4g}){how}, the "
                 "second interval in a row"
             )
+        unbeaten = self._unbeaten_trial_best(verdict)
+        if reason is None and unbeaten is not None:
+            intervals = self.config.handover_trial
+            reason = (
+                f"the handed-on learning rate failed its trial: the mean loss of none of the "
+                f"{intervals} interval{'s' if intervals > 1 else ''} since the switch at step "
+                f"{self.switch.step} fell below the warmup's best ({unbeaten:.4g}); "
+                f"steps {self._interval_start}..{step - 1}: {verdict.mean:.4g}"
+            )
         if reason is None:
             self._snapshot_if_best(step, verdict)
             return
@@ -530,6 +547,7 @@ class AutoWUScheduler:
         if len(self.rescues) >= self.config.max_rescues:
             self._warn_rescues_spent(step, reason)
             return
+        self._trial = None  # a rescue ends the trial: its learning rate is no longer the hand-over's
         before = float(self.learning_rates([step])[0])
         self.state = self.state._replace(rescue_steps=self.state.rescue_steps + (step,))
         self.progress.forgive()
@@ -544,6 +562,26 @@ class AutoWUScheduler:
                 f"{step}, in the {self.phase} phase: {reason}. Learning rate halved "
                 f"({before:.4g} -> {rescue.learning_rate:.4g}) from here on{back}."
             )
+
+    def _unbeaten_trial_best(self, verdict):
+        """Counts one interval of the hand-over's trial. Returns the warmup's best
+        interval mean if this was the trial's last interval and none beat it, else None.
+
+        The loss minimum along a rising learning rate lies above the rate that stays
+        stable: instability takes steps to build. Held, such a rate makes the loss climb
+        slowly instead of blowing up (LAMB on the digits: 0.14, 0.18, 0.32 against a
+        best of 0.13, then 0.68, 0.90). The decay starts from the best's weights, so a
+        learning rate that trains beats that best within a few intervals; one that does
+        not is rescued before the climb.
+        """
+        if self._trial is None:
+            return None
+        best, left = self._trial
+        if math.isfinite(verdict.mean) and verdict.mean < best:
+            self._trial = None
+            return None
+        self._trial = None if left <= 1 else (best, left - 1)
+        return best if left <= 1 else None
 
     def _warn_rescues_spent(self, step, reason):
         if not self._warned_rescues_spent and not self._quiet:
@@ -682,6 +720,9 @@ class AutoWUScheduler:
 
     def _switch(self, record, restore=True):
         self.switch = record
+        # With no finite interval yet (all NaN), there is no best to beat.
+        if self.config.handover_trial and self.config.max_rescues and self.progress.interval_means:
+            self._trial = (min(self.progress.interval_means), self.config.handover_trial)
         self.state = self.state._replace(warmup_end=record.step, decay_base_lr=record.handover_lr)
         if restore:
             # Whether a copy exists to put back depends on restarts; what the guard

@@ -43,6 +43,8 @@ BAD_ARGUMENTS = [
     ("min_rise", -0.01, "AutoWU expects `min_rise` in [0.0, inf]. Received min_rise=-0.01"),
     ("max_rescues", -1, "AutoWU expects `max_rescues` >= 0. Received max_rescues=-1"),
     ("max_rescues", 1.5, "AutoWU expects `max_rescues` to be an integer. Received max_rescues=1.5"),
+    ("handover_trial", -1, "AutoWU expects `handover_trial` >= 0. Received handover_trial=-1"),
+    ("handover_trial", 2.0, "AutoWU expects `handover_trial` to be an integer. Received handover_trial=2.0"),
 ]
 
 

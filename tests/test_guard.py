@@ -144,6 +144,67 @@ def test_a_loss_below_zero_never_drifts():
     assert scheduler.switch is not None and scheduler.rescues == []
 
 
+def switched_then_held_at(level, seed=0):
+    """`switched_then`, but after the switch (at 330, back to the best's weights) the
+    loss stays at `level` for the intervals 330..359, then falls from 0.25 as before."""
+    losses = switched_then(0, 0, seed=seed)
+    losses[330:360] = level + 0.02 * np.random.default_rng(seed + 1).standard_normal(30)
+    return losses
+
+
+def test_a_hand_over_that_never_beats_the_warmups_best_is_rescued(capsys):
+    """`make demo` (LAMB on the digits): after the switch the interval means went 0.14,
+    0.18, 0.32 from a best of 0.13, then 0.68 and 0.90 with a spike to 3.5, and the
+    drift rule rescued at the sixth interval. The weights start from the best's, so a
+    learning rate that trains beats that best: none of the first three intervals does,
+    and the third already rescues, going back to the best's weights."""
+    best_before = 0.33  # the warmup's best interval mean (steps 290..299; its snapshot: 300)
+    scheduler, requests = feed(switched_then_held_at(1.3 * best_before), verbose=1)
+    assert scheduler.switch.step == 330
+    [rescue] = scheduler.rescues
+    assert rescue.step == 360 and "failed its trial" in rescue.reason
+    assert "none of the 3 intervals since the switch at step 330" in rescue.reason
+    assert rescue.restore_step == 300 and requests.count(keras_autowu.Request("restore", 300)) == 2  # the switch's, the rescue's
+    assert rescue.learning_rate == pytest.approx(0.5 * rescue.learning_rate_before)
+    assert "rescue 1 of at most 5 at step 360" in capsys.readouterr().out
+    # Not a drift: 1.3 times the best, two intervals in a row, is no rescue without the trial.
+    untried, _ = feed(switched_then_held_at(1.3 * best_before), handover_trial=0)
+    assert untried.rescues == []
+    # A longer trial waits longer, and then the hand-over beats the best.
+    patient, _ = feed(switched_then_held_at(1.3 * best_before), handover_trial=4)
+    assert patient.rescues == []
+
+
+@pytest.mark.parametrize("intervals_at_the_level", [1, 2])
+def test_one_interval_below_the_warmups_best_passes_the_trial(intervals_at_the_level):
+    """The trial ends at the first interval whose mean beats the best: a later rise is
+    the drift rule's to judge."""
+    losses = switched_then(0, 0)
+    end = 330 + 10 * intervals_at_the_level
+    losses[330:end] = 0.4
+    losses[end : end + 10] = 0.2  # below the best (0.33)
+    losses[end + 10 : 400] = 0.4  # above it again, within the first three intervals' reach
+    scheduler, _ = feed(losses)
+    assert scheduler.rescues == []
+
+
+def test_the_trial_needs_the_guard():
+    """max_rescues=0 is the reference's run: no guard, so no trial either."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scheduler, _ = feed(switched_then_held_at(0.4), max_rescues=0)
+    assert scheduler.rescues == []
+
+
+def test_a_failed_trial_is_replayed_from_the_losses():
+    """A resumed run makes the trial's rescue again, from the losses alone."""
+    original, _ = feed(switched_then_held_at(0.4))
+    restored = keras_autowu.AutoWUScheduler(STEPS_PER_EPOCH, EPOCHS, test_interval=INTERVAL, verbose=0)
+    restored.set_state(original.get_state())
+    assert [r.step for r in original.rescues] == [360] and restored.rescues == original.rescues
+    np.testing.assert_array_equal(restored.learning_rates(), original.learning_rates())
+
+
 def test_rescues_are_bounded_then_warned_about_once():
     """A loss that stays blown up is rescued max_rescues times, then reported once."""
     with warnings.catch_warnings(record=True) as caught:
