@@ -384,7 +384,8 @@ stops there (`keras.callbacks.TerminateOnNaN`): its weights would stay NaN, so i
 accuracy is the full run's. Keras's ScheduleFreeAdamW is
 evaluated at its training weights, as `fit` leaves them. "cap": the warmup ran to its
 longest without a switch; "diverged": the warmup ended on a diverging loss; "rescues":
-how often the guard halved the learning rate after the warmup.
+how often the guard halved the learning rate after the warmup (a divergence, a drift, or
+a hand-over that failed its trial).
 
 {sections}
 ![accuracy against batch size](benchmarks/accuracy_vs_batch.png)
