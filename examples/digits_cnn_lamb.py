@@ -132,7 +132,7 @@ Example output (Keras 3.15, TensorFlow 2.21, 2 CPU cores):
 ```
 1437 training images, 360 test images
 AutoWU: the loss has moved by step 48 (learning rate 0.004084); the warmup climbs at its steady pace from here, 4 times slower than over the flat start.
-AutoWU: the loss minimum has passed at step 168 (p=1.000, 3 positive tests in a row); learning rate set to 0.05534 (gp_minimum; the GP's minimum is at 0.05534), then cosine decay.
+AutoWU: the loss minimum has passed at step 168 (p=1.000, 3 positive tests in a row); learning rate set to 0.05534 (momentum_corrected; the GP's minimum is at 0.05534), then cosine decay.
 AutoWU: weights and optimizer state rolled back to step 132, the test with the lowest loss so far.
 AutoWU: rescue 1 of at most 5 at step 204, in the cooldown phase: the handed-on learning rate failed its trial: the mean loss of none of the 3 intervals since the switch at step 168 fell below the warmup's best (0.1344); steps 192..203: 0.3191. Learning rate halved (0.05473 -> 0.02737) from here on; restore the weights of step 132.
 AutoWU: weights and optimizer state rolled back to step 132, the test with the lowest loss so far.
