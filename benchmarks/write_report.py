@@ -101,11 +101,21 @@ def verdict(result):
     return sentence
 
 
-def handover_table(candidates):
-    """Each lr_choice's mean accuracy, and its mean gap to tuned@each, per data set and optimizer."""
+def same_seed_runs(method, seeds, from_seeds):
+    """A method's runs restricted to the given seeds (each batch's runs are in from_seeds' order)."""
+    positions = [from_seeds.index(seed) for seed in seeds]
+    return {"runs": {b: [runs[i] for i in positions] for b, runs in method["runs"].items()}}
+
+
+def handover_table(candidates, datasets):
+    """Each lr_choice's mean accuracy, and its mean gap to tuned@each, per data set and optimizer.
+
+    The "default" column is section 3's runs of today's defaults on the same seeds, so that
+    every candidate is read against what AutoWU does now, not only against the reference.
+    """
     ran = {n for result in candidates.values() for res in result.values() if isinstance(res, dict) for n in res.get("methods", {})}
-    names = [n for n in METHOD_LABELS if n.startswith("autowu-") and n != "autowu-paper" and n in ran]
-    lines = ["| data, optimizer | batch | " + " | ".join(f"`{n.split('-', 1)[1]}`" for n in names) + " | tuned@each |",
+    names = ["default"] + [n for n in METHOD_LABELS if n.startswith("autowu-") and n != "autowu-paper" and n in ran]
+    lines = ["| data, optimizer | batch | " + " | ".join(f"`{n.split('-', 1)[1]}`" if "-" in n else n for n in names) + " | tuned@each |",
              "| --- | --- | " + " | ".join("---" for _ in names) + " | --- |"]
     gaps = {n: [] for n in names}
     dead = {n: 0 for n in names}
@@ -113,7 +123,10 @@ def handover_table(candidates):
         for optimizer, res in result.items():
             if optimizer in ("schedule_free", "train_samples", "validation_samples"):
                 continue
-            methods = res["methods"]
+            methods = dict(res["methods"])
+            section3 = datasets.get(data, {}).get(optimizer)
+            if section3 and set(res["seeds"]) <= set(section3["seeds"]):
+                methods["default"] = same_seed_runs(section3["methods"]["autowu"], res["seeds"], section3["seeds"])
             for b in res["batch_sizes"]:
                 tuned = mean_accuracy(methods["tuned@each"], b)
                 cells = []
@@ -252,6 +265,12 @@ def result_lines(folder, name):
     )
 
 
+def seed_list(datasets):
+    """The seeds of section 3's runs, as "0, 1 and 2"."""
+    seeds = sorted({s for result in datasets.values() for _, res in optimizer_results(result) for s in res["seeds"]})
+    return ", ".join(map(str, seeds[:-1])) + f" and {seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+
+
 def updated_note(updates):
     """Says which rows were rerun alone since the full run (`make bench-autowu`)."""
     if not updates:
@@ -317,8 +336,8 @@ def main():
     path = folder / "user_fits.txt"
     printed["user_fits"] = path.read_text().strip() if path.exists() else "(run `make bench-user-fits`)"
     text = TEMPLATE.format(
-        machine=args.machine, minutes=max(minutes), updated=updated_note(updates), sections="\n".join(sections),
-        handover=handover_table(handover) if handover else "(run `make bench-handover`)", **printed,
+        machine=args.machine, minutes=max(minutes), seeds=seed_list(datasets), updated=updated_note(updates), sections="\n".join(sections),
+        handover=handover_table(handover, datasets) if handover else "(run `make bench-handover`)", **printed,
     )
     (out / "benchmarks.md").write_text(text)
     print(f"wrote {out / 'benchmarks.md'} and {out / 'benchmarks'}/*.png")
@@ -326,7 +345,7 @@ def main():
 
 TEMPLATE = """# Benchmarks
 
-Regenerate everything here with `make bench` (under an hour on 2 CPU cores), and the
+Regenerate everything here with `make bench` (54 minutes on 2 CPU cores, seeds 0 to 2), and the
 hand-over candidates of section 4 with `make bench-handover` (about 20 minutes).
 Machine: {machine}.
 
@@ -367,21 +386,22 @@ places, and the script measures them apart:
 one thread each (the longer took {minutes:.0f} minutes){updated}. Two data sets made locally:
 scikit-learn's digits (each training image also shifted by one pixel right and down)
 with a small CNN, and MNIST-1D (`mnist1d.data.make_dataset`, 25,000 samples) with a
-small 1-D CNN; the same 20-epoch budget at every batch size, five seeds (`make bench`
-passes `--seeds 0 1 2 3 4`: with three, the one cell more than a point behind the tuned
-schedule was MNIST-1D with SGD at batch 1024, and with five it is batch 512; at 1024,
-over nine seeds, AutoWU had 0.913 ± 0.022 against 0.904 ± 0.120 for the grid's pick, 0.3,
-which died in one run, and 0.927 ± 0.011 at 0.1). The baselines' peak
+small 1-D CNN; the same 20-epoch budget at every batch size, seeds {seeds} (`make bench
+SEEDS="0 1 2 3 4"` runs five, in about twice the time: which cell is the one more than a
+point behind the tuned schedule moves with the seeds, from MNIST-1D with SGD at batch
+1024 with three to batch 512 with five; at 1024, over nine seeds, AutoWU had 0.913 ±
+0.022 against 0.904 ± 0.120 for the grid's pick, 0.3, which died in one run, and 0.927 ±
+0.011 at 0.1). The baselines' peak
 learning rates come from a grid search (seed 0); "training runs" counts the tuning
 runs plus one run per batch size. AutoWU runs with its defaults
 (`lr_choice="momentum_corrected"`), with the reference's hand-over
-(`lr_choice="gp_minimum"`) or `lr_choice="lag_corrected"` (the defaults otherwise), and
-with the paper's settings: a test per epoch, the GP alone deciding, no guard after the
+(`lr_choice="gp_minimum"`; the defaults otherwise), and with the paper's settings: a test per epoch, the GP alone deciding, no guard after the
 warmup and no roll-back. LAMB keeps no velocity, so there the defaults hand on the GP's
 minimum too: its `gp_minimum` row is the defaults' runs, which the benchmark reuses
-(`--quick` runs them again and checks that they agree). A baseline whose loss turns NaN
-stops there (`keras.callbacks.TerminateOnNaN`): its weights would stay NaN, so its
-accuracy is the full run's. Keras's ScheduleFreeAdamW is
+(`--quick` runs them again and checks that they agree). A baseline whose epoch loss
+turns NaN stops there: its weights would stay NaN, so its accuracy is the full run's. The
+baselines run 16 steps per `fit` call (`steps_per_execution`), which changes no result
+(their schedules depend on the step count alone); AutoWU's runs keep fit's default, 1. Keras's ScheduleFreeAdamW is
 evaluated at its training weights, as `fit` leaves them. "cap": the warmup ran to its
 longest without a switch; "diverged": the warmup ended on a diverging loss; "rescues":
 how often the guard halved the learning rate after the warmup (a divergence, a drift, or
@@ -403,9 +423,14 @@ Sections 4 and 5 ran while the default hand-over was the GP's minimum (`"gp_mini
 their "defaults" and `autowu` rows hand on the minimum. With LAMB these are the same
 runs as today's defaults; with SGD today's defaults are section 3's.
 
-`make bench-handover`: the four `lr_choice` candidates (see
-`keras_autowu/handover.py`) on both data sets, SGD and LAMB, three batch sizes, seeds
-0 and 1, against warmup+cosine tuned at every batch size. Mean validation accuracy:
+`make bench-handover`: the `lr_choice` candidates (see `keras_autowu/handover.py`) on
+both data sets, SGD and LAMB, three batch sizes, seeds 0 and 1, against warmup+cosine
+tuned at every batch size. The `lag_corrected` column ran later, with section 3's
+defaults otherwise (`paper_claim.py --update`; it had been a row of section 3). The
+"default" column is section 3's runs of today's defaults on the same seeds. The other
+columns, `lag_corrected` aside, ran on older code (before the test at the warmup's cap
+and the hand-over's trial): that is why, with LAMB, where the default hands on the GP's
+minimum too, the default and `gp_minimum` columns differ. Mean validation accuracy:
 
 {handover}
 
