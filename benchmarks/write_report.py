@@ -460,12 +460,14 @@ momentum-weighted average of the climb, not of the minimum's learning rate.
 
 ## 5. Where the warmup starts, and what follows the switch
 
-At the largest batches the run is short (180 to 400 steps) and AutoWU trails the tuned
+At the largest batches the run is short (180 to 400 steps) and AutoWU trailed the tuned
 schedule most. Its exponential warmup climbs five decades, from `min_lr=1e-5`, over at
 most half the run, and the steps far below the hand-over learning rate barely train:
-the switch comes after 45 to 50 % of the run in every cell of section 3, and the cosine
-from the switch has the rest, where the tuned schedule has 90 %. Two ways to spend less
-of the run at a low learning rate:
+at a steady pace the switch came after 45 to 50 % of the run in every cell of section
+3, and the cosine from the switch had the rest, where the tuned schedule has 90 %. This
+section compares ways to spend less of the run at a low learning rate; the last, the
+fast climb over a flat start, became the default (the switch now comes after 23 to 30
+%). The first two:
 
 - a higher start with a shorter cap, which keeps the same 20 steps per decade near the
   hand-over and spends fewer below it;
