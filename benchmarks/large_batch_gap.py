@@ -1,0 +1,149 @@
+"""Where AutoWU's gap to the sqrt-scaled cosine at the largest batch comes from.
+
+At MNIST-1D's batch 2048 with LAMB (200 steps), AutoWU trails the cosine tuned at the
+smallest batch and sqrt-scaled (section 3 of docs/benchmarks.md). Three things could
+cost it: the learning rate it hands on, the steps its warmup spends far below that
+learning rate, and the state the warmup leaves (it climbs past the minimum until the
+loss turns, then rolls back to its best snapshot). Per seed, this runs AutoWU with its
+defaults, then, with the learning rate AutoWU handed on:
+
+- cosine: linear warmup (10 %) + cosine at that peak, as the baselines run;
+- steps lost: no update for as many steps as AutoWU's warmup took (learning rate 0),
+  then a cosine from that learning rate over the rest, as AutoWU's decay runs;
+- AutoWU, moments reset: AutoWU again, the optimizer's moment slots zeroed at the
+  hand-over (weights kept): how much of the gap is the slots' memory of the climb.
+
+    python benchmarks/large_batch_gap.py [--quick] [--data mnist1d] [--optimizer lamb] [--batch-size 2048]
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_autowu  # noqa: E402
+import paper_claim  # noqa: E402
+from keras_autowu._keras import keras  # noqa: E402
+
+
+class TableSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning rate per step, from a table (the last entry after its end)."""
+
+    def __init__(self, learning_rates):
+        self.table = tf.constant(np.asarray(learning_rates, dtype="float32"))
+
+    def __call__(self, step):
+        return tf.gather(self.table, tf.minimum(tf.cast(step, tf.int32), len(self.table) - 1))
+
+
+def cosine_from(peak, steps):
+    """Keras's CosineDecay from `peak` to 0 over `steps` steps, as a table."""
+    return peak * 0.5 * (1 + np.cos(np.pi * np.arange(steps) / steps))
+
+
+class ResetMomentsAtHandover(keras.callbacks.Callback):
+    """Zeros the optimizer's moment slots at the first step after AutoWU's switch (Keras 3's
+    Adam family names them `_momentums` and `_velocities`)."""
+
+    SLOT_NAMES = ("_momentums", "_velocities")
+
+    def __init__(self, autowu):
+        super().__init__()
+        self.autowu, self.done = autowu, False
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.done or self.autowu.scheduler.switch is None:
+            return
+        slots = [slot for name in self.SLOT_NAMES for slot in getattr(self.model.optimizer, name, [])]
+        if not slots:
+            raise RuntimeError(f"{type(self.model.optimizer).__name__} has none of the slots {self.SLOT_NAMES}")
+        for slot in slots:
+            slot.assign(tf.zeros_like(slot))
+        self.done = True
+
+
+def fit(data, optimizer_name, batch_size, seed, epochs, learning_rate, callbacks=()):
+    x_train, y_train, x_val, y_val = data["arrays"]
+    keras.utils.set_random_seed(seed)
+    model = paper_claim.small_cnn(data["name"])
+    model.compile(
+        optimizer=paper_claim.make_optimizer(optimizer_name, learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, callbacks=list(callbacks), verbose=0)
+    return float(model.evaluate(x_val, y_val, batch_size=512, verbose=0)[1])
+
+
+def autowu_run(data, optimizer_name, batch_size, seed, epochs, reset_moments=False):
+    """AutoWU's accuracy, the learning rate it handed on, the decay's first step, the run's
+    steps, and the learning rate of each step."""
+    autowu = keras_autowu.AutoWU(verbose=0, seed=seed)
+    recorder = paper_claim.StepRecorder()
+    callbacks = [autowu, recorder] + ([ResetMomentsAtHandover(autowu)] if reset_moments else [])
+    accuracy = fit(data, optimizer_name, batch_size, seed, epochs, 1e-3, callbacks)
+    scheduler = autowu.scheduler
+    return (
+        accuracy, float(scheduler.state.decay_base_lr), int(scheduler.state.warmup_end), scheduler.total_steps,
+        # The recorder reads the learning rate after each step, which is the next step's.
+        np.array([recorder.learning_rates[0], *recorder.learning_rates[:-1]]),
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1024 samples, 2 epochs, seed 0, batch 256")
+    parser.add_argument("--data", default="mnist1d", choices=list(paper_claim.BATCH_SIZES))
+    parser.add_argument("--optimizer", default="lamb", choices=["sgd", "lamb"])
+    parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, help="TensorFlow's threads")
+    args = parser.parse_args()
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    seeds, epochs, batch_size = (
+        ([0], paper_claim.QUICK["epochs"], 256) if args.quick else (args.seeds, paper_claim.EPOCHS, args.batch_size)
+    )
+    data = paper_claim.load(args.data, args.quick)
+    start = time.perf_counter()
+    rows = {
+        "AutoWU (defaults)": [], "cosine at AutoWU's LR": [], "steps lost, then its cosine": [],
+        "climb to its LR, pause, cosine": [], "AutoWU, moments reset": [],
+    }
+    print(f"{args.data}, {args.optimizer.upper()}, batch {batch_size}, {epochs} epochs")
+    print("per seed: AutoWU's LR, the climb's highest LR, the step the climb reached AutoWU's LR, the switch")
+    print("step / the run's steps; then the accuracy of each row below")
+    for seed in seeds:
+        accuracy, lr, switch, steps, climb = autowu_run(data, args.optimizer, batch_size, seed, epochs)
+        warmup = int(paper_claim.WARMUP_FRACTION * steps)
+        cosine = keras.optimizers.schedules.CosineDecay(0.0, steps - warmup, warmup_target=lr, warmup_steps=warmup)
+        lost = np.concatenate([np.zeros(switch), cosine_from(lr, steps - switch)])
+        # The state a roll-back to the climb's step at the hand-over LR would give: the
+        # climb's learning rates until it reaches that LR, no update until the switch.
+        reached = min(int(np.argmax(climb[:switch] >= lr)) if (climb[:switch] >= lr).any() else switch, switch)
+        held = np.concatenate([climb[:reached], np.zeros(switch - reached), cosine_from(lr, steps - switch)])
+        results = [
+            accuracy,
+            fit(data, args.optimizer, batch_size, seed, epochs, cosine),
+            fit(data, args.optimizer, batch_size, seed, epochs, TableSchedule(lost)),
+            fit(data, args.optimizer, batch_size, seed, epochs, TableSchedule(held)),
+            autowu_run(data, args.optimizer, batch_size, seed, epochs, reset_moments=True)[0],
+        ]
+        for row, result in zip(rows.values(), results):
+            row.append(result)
+        print(
+            f"seed {seed}: LR {lr:.3g}, climb's highest {climb[:switch].max():.3g}, reached at {reached}, switch {switch}/{steps}: "
+            + "  ".join(f"{r:.3f}" for r in results), flush=True,
+        )
+    for name, accuracies in rows.items():
+        print(f"{name:30s} {np.mean(accuracies):.3f} ± {np.std(accuracies):.3f}")
+    print(f"{time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
