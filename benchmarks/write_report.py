@@ -333,6 +333,10 @@ def main():
         flat_start.update(json.loads(path.read_text())["datasets"])
     printed["flat_start"] = flat_start_table(flat_start, datasets) if flat_start else "(run `make bench-flat-start`)"
     printed["handover_half"] = result_lines(folder, "handover_half") or "(run `make bench-handover-half`)"
+    gap_files = [folder / f"large_batch_gap_{data}.txt" for data in ("mnist1d", "digits")]
+    printed["large_batch_gap"] = "\n\n".join(
+        f.read_text().strip() for f in gap_files if f.exists()
+    ) or "(run `make bench-large-batch-gap`)"
     path = folder / "user_fits.txt"
     printed["user_fits"] = path.read_text().strip() if path.exists() else "(run `make bench-user-fits`)"
     text = TEMPLATE.format(
@@ -528,6 +532,35 @@ misses the tuned schedule by more than a point in one cell: SGD on MNIST-1D at 2
 guard's drift rule (the README's "A guard and rescues after the warmup") and before the
 test at the warmup's cap, which changed the 5 runs that reached it (section 3's AutoWU
 rows; the README's "The warmup's cap").
+
+### What the gap at the largest batch is made of
+
+With LAMB at the largest batch AutoWU trails the sqrt-scaled cosine (section 3).
+`make bench-large-batch-gap` (`benchmarks/large_batch_gap.py`) takes each seed's run
+apart, with the learning rate AutoWU handed on: a cosine at it (10 % linear warmup, as
+the baselines run); the same cosine from AutoWU's switch step, after as many steps of
+no update (the warmup's steps lost, not the state it leaves); the climb's own learning
+rates until they reach it, no update until the switch, then the cosine (the state a
+roll-back to that point of the climb would give); and AutoWU with the optimizer's
+moment slots zeroed at the hand-over.
+
+```
+{large_batch_gap}
+```
+
+On MNIST-1D the learning rate is not what costs: a cosine at AutoWU's own learning rate
+reaches 0.966 ± 0.004 (the sqrt-scaled baseline: 0.968). Nor are the steps the warmup
+spends: the same cosine started only at AutoWU's switch reaches 0.968 ± 0.005. What
+costs about 2 points is the state the climb leaves: it runs seven to eight times past
+the learning rate it hands on before the loss turns, and the roll-back restores weights
+and moments that have seen part of that. Going back to the climb's state at the
+hand-over learning rate does not help (one run of three fell to 0.670); zeroing LAMB's
+moments at the hand-over wins back 1.4 of the 2 points there and costs 1.4 on the
+digits, where a plain cosine at AutoWU's learning rate ends at chance in every run (it
+is about twice too high there, section 4) and the guard's rescues are what bring the
+runs to 0.982. Starting again from the initial weights at the hand-over would close the
+MNIST-1D cell, and would throw away what the warmup trained, a quarter of any run. None
+of these is a default.
 
 ## 6. Factor search
 
