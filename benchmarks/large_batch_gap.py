@@ -10,6 +10,9 @@ defaults, then, with the learning rate AutoWU handed on:
 - cosine: linear warmup (10 %) + cosine at that peak, as the baselines run;
 - steps lost: no update for as many steps as AutoWU's warmup took (learning rate 0),
   then a cosine from that learning rate over the rest, as AutoWU's decay runs;
+- climb to its LR, pause: the climb's own learning rates until they reach that
+  learning rate, no update until the switch, then the cosine: the state a roll-back to
+  that point of the climb would give;
 - AutoWU, moments reset: AutoWU again, the optimizer's moment slots zeroed at the
   hand-over (weights kept): how much of the gap is the slots' memory of the climb.
 
