@@ -15,6 +15,14 @@ defaults, then, with the learning rate AutoWU handed on:
   that point of the climb would give;
 - AutoWU, moments reset: AutoWU again, the optimizer's moment slots zeroed at the
   hand-over (weights kept): how much of the gap is the slots' memory of the climb.
+- AutoWU, one risen interval: the warmup ends at the first interval that has risen to
+  its end (its mean and its last quarter's), not at two in a row: a climb that
+  overshoots one test interval less.
+- AutoWU, back to the hand-over LR: the switch restores the last snapshot taken at a
+  learning rate at or below the one handed on, not the lowest loss's: weights that
+  never saw a higher learning rate than the decay's, guard and rescues as usual.
+
+The last two are not AutoWU's behaviour: they override its internals here only.
 
     python benchmarks/large_batch_gap.py [--quick] [--data mnist1d] [--optimizer lamb] [--batch-size 2048]
 """
@@ -69,6 +77,37 @@ class ResetMomentsAtHandover(keras.callbacks.Callback):
         self.done = True
 
 
+class WarmupEndsOnOneRisenInterval(keras_autowu.AutoWU):
+    """AutoWU whose warmup takes one interval risen to its end for a divergence."""
+
+    def set_params(self, params):
+        super().set_params(params)
+        test_warmup = self.scheduler._test_warmup
+
+        def one_interval(step, verdict):
+            if verdict.risen and verdict.tail_risen:
+                verdict = verdict._replace(risen_in_a_row=max(2, verdict.risen_in_a_row))
+            return test_warmup(step, verdict)
+
+        self.scheduler._test_warmup = one_interval
+
+
+class RollBackToHandoverLR(keras_autowu.AutoWU):
+    """AutoWU whose switch restores the last snapshot at or below the hand-over LR. It
+    keeps every snapshot of the run (AutoWU keeps two), so it ignores discards."""
+
+    def _carry_out(self, requests):
+        super()._carry_out([request for request in requests if request.kind != "discard"])
+
+    def _roll_back(self, step):
+        if not getattr(self, "switch_restored", False):
+            self.switch_restored = True
+            lr = self.scheduler.state.decay_base_lr
+            below = [kept for kept in self._snapshots if kept <= step and self.scheduler.learning_rates([kept])[0] <= lr]
+            step = max(below, default=step)
+        super()._roll_back(step)
+
+
 def fit(data, optimizer_name, batch_size, seed, epochs, learning_rate, callbacks=()):
     x_train, y_train, x_val, y_val = data["arrays"]
     keras.utils.set_random_seed(seed)
@@ -82,10 +121,10 @@ def fit(data, optimizer_name, batch_size, seed, epochs, learning_rate, callbacks
     return float(model.evaluate(x_val, y_val, batch_size=512, verbose=0)[1])
 
 
-def autowu_run(data, optimizer_name, batch_size, seed, epochs, reset_moments=False):
+def autowu_run(data, optimizer_name, batch_size, seed, epochs, reset_moments=False, autowu_class=keras_autowu.AutoWU):
     """AutoWU's accuracy, the learning rate it handed on, the decay's first step, the run's
     steps, and the learning rate of each step."""
-    autowu = keras_autowu.AutoWU(verbose=0, seed=seed)
+    autowu = autowu_class(verbose=0, seed=seed)
     recorder = paper_claim.StepRecorder()
     callbacks = [autowu, recorder] + ([ResetMomentsAtHandover(autowu)] if reset_moments else [])
     accuracy = fit(data, optimizer_name, batch_size, seed, epochs, 1e-3, callbacks)
@@ -117,6 +156,7 @@ def main():
     rows = {
         "AutoWU (defaults)": [], "cosine at AutoWU's LR": [], "steps lost, then its cosine": [],
         "climb to its LR, pause, cosine": [], "AutoWU, moments reset": [],
+        "AutoWU, one risen interval": [], "AutoWU, back to the hand-over LR": [],
     }
     print(f"{args.data}, {args.optimizer.upper()}, batch {batch_size}, {epochs} epochs")
     print("per seed: AutoWU's LR, the climb's highest LR, the step the climb reached AutoWU's LR, the switch")
@@ -136,6 +176,8 @@ def main():
             fit(data, args.optimizer, batch_size, seed, epochs, TableSchedule(lost)),
             fit(data, args.optimizer, batch_size, seed, epochs, TableSchedule(held)),
             autowu_run(data, args.optimizer, batch_size, seed, epochs, reset_moments=True)[0],
+            autowu_run(data, args.optimizer, batch_size, seed, epochs, autowu_class=WarmupEndsOnOneRisenInterval)[0],
+            autowu_run(data, args.optimizer, batch_size, seed, epochs, autowu_class=RollBackToHandoverLR)[0],
         ]
         for row, result in zip(rows.values(), results):
             row.append(result)
@@ -144,7 +186,7 @@ def main():
             + "  ".join(f"{r:.3f}" for r in results), flush=True,
         )
     for name, accuracies in rows.items():
-        print(f"{name:30s} {np.mean(accuracies):.3f} ± {np.std(accuracies):.3f}")
+        print(f"{name:33s} {np.mean(accuracies):.3f} ± {np.std(accuracies):.3f}")
     print(f"{time.perf_counter() - start:.0f} s")
 
 
