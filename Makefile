@@ -7,7 +7,7 @@
 # make bench-handover-half: the defaults against lr_choice="gp_minimum/2" at every batch size (section 4)
 # make bench-flat-start: the fast climb over a flat start (the default) against the steady climb (section 5)
 # make bench-warmup: a higher start for a shorter warmup, or a held hand-over LR, at the large batches (section 5)
-# make bench-large-batch-gap: what AutoWU's gap to the sqrt-scaled cosine at the largest batch with LAMB is made of (section 5)
+# make bench-large-batch-gap: what AutoWU's gap to the sqrt-scaled cosine at the largest batch with LAMB is made of, and a restart's cost with SGD (section 5)
 # make bench-user-fits: first-hour fits with AutoWU's defaults against a constant LR (section 8)
 # make bench-factor-search: factor search against fixed schedules, its sensitivity and cost (section 6)
 # make bench-autolrs: AutoLRS's steps to a tuned cosine's accuracy, and its cost (section 7)
@@ -68,6 +68,9 @@ bench-large-batch-gap: $(VENV)/.installed
 	mkdir -p $(RESULTS)
 	$(VENV)/bin/python benchmarks/large_batch_gap.py --threads 1 > $(RESULTS)/large_batch_gap_mnist1d.txt & a=$$!; \
 	$(VENV)/bin/python benchmarks/large_batch_gap.py --threads 1 --data digits --batch-size 512 > $(RESULTS)/large_batch_gap_digits.txt & b=$$!; \
+	wait $$a && wait $$b
+	$(VENV)/bin/python benchmarks/large_batch_gap.py --threads 1 --optimizer sgd --rows restart > $(RESULTS)/large_batch_gap_mnist1d_sgd.txt & a=$$!; \
+	$(VENV)/bin/python benchmarks/large_batch_gap.py --threads 1 --optimizer sgd --rows restart --data digits --batch-size 512 > $(RESULTS)/large_batch_gap_digits_sgd.txt & b=$$!; \
 	wait $$a && wait $$b
 	$(MAKE) report
 

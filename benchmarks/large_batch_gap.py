@@ -21,10 +21,14 @@ defaults, then, with the learning rate AutoWU handed on:
 - AutoWU, back to the hand-over LR: the switch restores the last snapshot taken at a
   learning rate at or below the one handed on, not the lowest loss's: weights that
   never saw a higher learning rate than the decay's, guard and rescues as usual.
+- AutoWU, restarted: the switch restores the initial weights and optimizer state, so
+  the decay trains from scratch at the handed-on learning rate; the hand-over's trial
+  still holds it to the warmup's best (see `RestartFromInitialWeights`).
 
-The last two are not AutoWU's behaviour: they override its internals here only.
+The last three are not AutoWU's behaviour: they override its internals here only.
+`--rows` picks some of the rows (AutoWU's own run always comes first).
 
-    python benchmarks/large_batch_gap.py [--quick] [--data mnist1d] [--optimizer lamb] [--batch-size 2048]
+    python benchmarks/large_batch_gap.py [--quick] [--data mnist1d] [--optimizer lamb] [--batch-size 2048] [--rows ...]
 """
 
 import argparse
@@ -39,6 +43,7 @@ import tensorflow as tf  # noqa: E402
 import keras_autowu  # noqa: E402
 import paper_claim  # noqa: E402
 from keras_autowu._keras import keras  # noqa: E402
+from keras_autowu.weight_snapshot import WeightSnapshot  # noqa: E402
 
 
 class TableSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -108,6 +113,43 @@ class RollBackToHandoverLR(keras_autowu.AutoWU):
         super()._roll_back(step)
 
 
+class RestartFromInitialWeights(keras_autowu.AutoWU):
+    """AutoWU whose switch restores the weights and optimizer state of the run's start
+    instead of the lowest loss's snapshot. The restarted loss starts where the run did,
+    so the guard's rise rules wait while the hand-over's trial lasts (a non-finite loss
+    still counts): a learning rate that trains beats the warmup's best within the
+    trial; one that does not is rescued to that best's snapshot at half of it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_state = None
+        self.restarted = False
+
+    def set_params(self, params):
+        super().set_params(params)
+        scheduler = self.scheduler
+        guard = scheduler._guard
+
+        def guard_waiting_for_the_trial(step, verdict):
+            if self.restarted and scheduler._trial is not None and verdict.non_finite is None:
+                verdict = verdict._replace(risen_in_a_row=0, drifted_in_a_row=0)
+            return guard(step, verdict)
+
+        scheduler._guard = guard_waiting_for_the_trial
+
+    def on_epoch_begin(self, epoch, logs=None):
+        starting = not self._run_started
+        super().on_epoch_begin(epoch, logs)
+        if starting and self.scheduler.steps_done == 0:
+            self.initial_state = WeightSnapshot(self.model, 0, self._variables.refs())
+
+    def _roll_back(self, step):
+        if self.restarted or self.scheduler.switch is None or self.initial_state is None:
+            return super()._roll_back(step)
+        self.restarted = True
+        self.initial_state.restore(learning_rate=self.scheduler.learning_rates([self.scheduler.steps_done])[0])
+
+
 def fit(data, optimizer_name, batch_size, seed, epochs, learning_rate, callbacks=()):
     x_train, y_train, x_val, y_val = data["arrays"]
     keras.utils.set_random_seed(seed)
@@ -136,6 +178,49 @@ def autowu_run(data, optimizer_name, batch_size, seed, epochs, reset_moments=Fal
     )
 
 
+# Each row's name and its accuracy for one seed, from AutoWU's own run (`autowu`) and
+# the tables built from it.
+ROWS = {
+    "cosine": "cosine at AutoWU's LR",
+    "steps-lost": "steps lost, then its cosine",
+    "climb-pause": "climb to its LR, pause, cosine",
+    "moments-reset": "AutoWU, moments reset",
+    "one-risen": "AutoWU, one risen interval",
+    "back-to-handover-lr": "AutoWU, back to the hand-over LR",
+    "restart": "AutoWU, restarted",
+}
+
+
+def row_accuracy(row, data, args, seed, epochs, lr, switch, steps, climb):
+    if row == "cosine":
+        warmup = int(paper_claim.WARMUP_FRACTION * steps)
+        cosine = keras.optimizers.schedules.CosineDecay(0.0, steps - warmup, warmup_target=lr, warmup_steps=warmup)
+        return fit(data, args.optimizer, args.batch_size, seed, epochs, cosine)
+    if row == "steps-lost":
+        lost = np.concatenate([np.zeros(switch), cosine_from(lr, steps - switch)])
+        return fit(data, args.optimizer, args.batch_size, seed, epochs, TableSchedule(lost))
+    if row == "climb-pause":
+        # The state a roll-back to the climb's step at the hand-over LR would give: the
+        # climb's learning rates until it reaches that LR, no update until the switch.
+        reached = reached_at(climb, lr, switch)
+        held = np.concatenate([climb[:reached], np.zeros(switch - reached), cosine_from(lr, steps - switch)])
+        return fit(data, args.optimizer, args.batch_size, seed, epochs, TableSchedule(held))
+    if row == "moments-reset":
+        return autowu_run(data, args.optimizer, args.batch_size, seed, epochs, reset_moments=True)[0]
+    autowu_class = {
+        "one-risen": WarmupEndsOnOneRisenInterval,
+        "back-to-handover-lr": RollBackToHandoverLR,
+        "restart": RestartFromInitialWeights,
+    }[row]
+    return autowu_run(data, args.optimizer, args.batch_size, seed, epochs, autowu_class=autowu_class)[0]
+
+
+def reached_at(climb, lr, switch):
+    """The first step of the climb at or above `lr` (the switch if none)."""
+    above = climb[:switch] >= lr
+    return min(int(np.argmax(above)) if above.any() else switch, switch)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1024 samples, 2 epochs, seed 0, batch 256")
@@ -143,47 +228,36 @@ def main():
     parser.add_argument("--optimizer", default="lamb", choices=["sgd", "lamb"])
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), help="all that apply to the optimizer by default")
     parser.add_argument("--threads", type=int, help="TensorFlow's threads")
     args = parser.parse_args()
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    seeds, epochs, batch_size = (
-        ([0], paper_claim.QUICK["epochs"], 256) if args.quick else (args.seeds, paper_claim.EPOCHS, args.batch_size)
-    )
+    if args.rows is None:
+        args.rows = [row for row in ROWS if args.optimizer == "lamb" or row != "moments-reset"]
+    elif args.optimizer != "lamb" and "moments-reset" in args.rows:
+        parser.error(f"--rows moments-reset zeros LAMB's moments; it has no meaning for --optimizer {args.optimizer}")
+    seeds, epochs = args.seeds, paper_claim.EPOCHS
+    if args.quick:
+        seeds, epochs, args.batch_size = [0], paper_claim.QUICK["epochs"], 256
     data = paper_claim.load(args.data, args.quick)
     start = time.perf_counter()
-    rows = {
-        "AutoWU (defaults)": [], "cosine at AutoWU's LR": [], "steps lost, then its cosine": [],
-        "climb to its LR, pause, cosine": [], "AutoWU, moments reset": [],
-        "AutoWU, one risen interval": [], "AutoWU, back to the hand-over LR": [],
-    }
-    print(f"{args.data}, {args.optimizer.upper()}, batch {batch_size}, {epochs} epochs")
+    rows = {"AutoWU (defaults)": [], **{ROWS[row]: [] for row in args.rows}}
+    print(f"{args.data}, {args.optimizer.upper()}, batch {args.batch_size}, {epochs} epochs")
     print("per seed: AutoWU's LR, the climb's highest LR, the step the climb reached AutoWU's LR, the switch")
     print("step / the run's steps; then the accuracy of each row below")
     for seed in seeds:
-        accuracy, lr, switch, steps, climb = autowu_run(data, args.optimizer, batch_size, seed, epochs)
-        warmup = int(paper_claim.WARMUP_FRACTION * steps)
-        cosine = keras.optimizers.schedules.CosineDecay(0.0, steps - warmup, warmup_target=lr, warmup_steps=warmup)
-        lost = np.concatenate([np.zeros(switch), cosine_from(lr, steps - switch)])
-        # The state a roll-back to the climb's step at the hand-over LR would give: the
-        # climb's learning rates until it reaches that LR, no update until the switch.
-        reached = min(int(np.argmax(climb[:switch] >= lr)) if (climb[:switch] >= lr).any() else switch, switch)
-        held = np.concatenate([climb[:reached], np.zeros(switch - reached), cosine_from(lr, steps - switch)])
-        results = [
-            accuracy,
-            fit(data, args.optimizer, batch_size, seed, epochs, cosine),
-            fit(data, args.optimizer, batch_size, seed, epochs, TableSchedule(lost)),
-            fit(data, args.optimizer, batch_size, seed, epochs, TableSchedule(held)),
-            autowu_run(data, args.optimizer, batch_size, seed, epochs, reset_moments=True)[0],
-            autowu_run(data, args.optimizer, batch_size, seed, epochs, autowu_class=WarmupEndsOnOneRisenInterval)[0],
-            autowu_run(data, args.optimizer, batch_size, seed, epochs, autowu_class=RollBackToHandoverLR)[0],
+        accuracy, lr, switch, steps, climb = autowu_run(data, args.optimizer, args.batch_size, seed, epochs)
+        results = [accuracy] + [
+            row_accuracy(row, data, args, seed, epochs, lr, switch, steps, climb) for row in args.rows
         ]
         for row, result in zip(rows.values(), results):
             row.append(result)
         print(
-            f"seed {seed}: LR {lr:.3g}, climb's highest {climb[:switch].max():.3g}, reached at {reached}, switch {switch}/{steps}: "
-            + "  ".join(f"{r:.3f}" for r in results), flush=True,
+            f"seed {seed}: LR {lr:.3g}, climb's highest {climb[:switch].max():.3g}, reached at "
+            f"{reached_at(climb, lr, switch)}, switch {switch}/{steps}: " + "  ".join(f"{r:.3f}" for r in results),
+            flush=True,
         )
     for name, accuracies in rows.items():
         print(f"{name:33s} {np.mean(accuracies):.3f} ± {np.std(accuracies):.3f}")
