@@ -101,11 +101,15 @@ class RollBackToHandoverLR(keras_autowu.AutoWU):
     """AutoWU whose switch restores the last snapshot at or below the hand-over LR. It
     keeps every snapshot of the run (AutoWU keeps two), so it ignores discards."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.switch_restored = False
+
     def _carry_out(self, requests):
         super()._carry_out([request for request in requests if request.kind != "discard"])
 
     def _roll_back(self, step):
-        if not getattr(self, "switch_restored", False):
+        if not self.switch_restored:
             self.switch_restored = True
             lr = self.scheduler.state.decay_base_lr
             below = [kept for kept in self._snapshots if kept <= step and self.scheduler.learning_rates([kept])[0] <= lr]
