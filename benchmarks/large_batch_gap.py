@@ -182,8 +182,7 @@ def autowu_run(data, optimizer_name, batch_size, seed, epochs, reset_moments=Fal
     )
 
 
-# Each row's name and its accuracy for one seed, from AutoWU's own run (`autowu`) and
-# the tables built from it.
+# The rows after AutoWU's own run: `--rows` names -> printed names (`row_accuracy` runs one).
 ROWS = {
     "cosine": "cosine at AutoWU's LR",
     "steps-lost": "steps lost, then its cosine",
