@@ -24,8 +24,11 @@ defaults, then, with the learning rate AutoWU handed on:
 - AutoWU, restarted: the switch restores the initial weights and optimizer state, so
   the decay trains from scratch at the handed-on learning rate; the hand-over's trial
   still holds it to the warmup's best (see `RestartFromInitialWeights`).
+- AutoWU, decay warmed up: the decay's first 10 % of steps ramp the learning rate
+  linearly up to the one handed on, as the baselines' warmup does, instead of starting
+  at it: a gentler start from the restored state.
 
-The last three are not AutoWU's behaviour: they override its internals here only.
+The last four are not AutoWU's behaviour: they override its internals here only.
 `--rows` picks some of the rows (AutoWU's own run always comes first).
 
     python benchmarks/large_batch_gap.py [--quick] [--data mnist1d] [--optimizer lamb] [--batch-size 2048] [--rows ...]
@@ -154,6 +157,27 @@ class RestartFromInitialWeights(keras_autowu.AutoWU):
         self.initial_state.restore(learning_rate=self.scheduler.learning_rates([self.scheduler.steps_done])[0])
 
 
+class WarmedUpDecay(keras_autowu.AutoWU):
+    """AutoWU whose decay ramps the learning rate linearly from 0 to the hand-over's
+    over its first WARMUP_FRACTION of steps (rescues scale the ramped rates as usual)."""
+
+    def set_params(self, params):
+        super().set_params(params)
+        scheduler = self.scheduler
+        learning_rates = scheduler.learning_rates
+
+        def ramped(steps):
+            rates = np.asarray(learning_rates(steps), np.float64)
+            if scheduler.switch is None:
+                return rates
+            start = scheduler.switch.step
+            length = max(int(paper_claim.WARMUP_FRACTION * (scheduler.total_steps - start)), 1)
+            into = np.asarray(steps) - start
+            return np.where((into >= 0) & (into < length), rates * (into + 1) / length, rates)
+
+        scheduler.learning_rates = ramped
+
+
 def fit(data, optimizer_name, batch_size, seed, epochs, learning_rate, callbacks=()):
     x_train, y_train, x_val, y_val = data["arrays"]
     keras.utils.set_random_seed(seed)
@@ -191,6 +215,7 @@ ROWS = {
     "one-risen": "AutoWU, one risen interval",
     "back-to-handover-lr": "AutoWU, back to the hand-over LR",
     "restart": "AutoWU, restarted",
+    "warmed-up-decay": "AutoWU, decay warmed up",
 }
 
 
@@ -214,6 +239,7 @@ def row_accuracy(row, data, args, seed, epochs, lr, switch, steps, climb):
         "one-risen": WarmupEndsOnOneRisenInterval,
         "back-to-handover-lr": RollBackToHandoverLR,
         "restart": RestartFromInitialWeights,
+        "warmed-up-decay": WarmedUpDecay,
     }[row]
     return autowu_run(data, args.optimizer, args.batch_size, seed, epochs, autowu_class=autowu_class)[0]
 
