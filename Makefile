@@ -7,7 +7,7 @@
 # make bench-handover-half: the defaults against lr_choice="gp_minimum/2" at every batch size (section 4)
 # make bench-flat-start: the fast climb over a flat start (the default) against the steady climb (section 5)
 # make bench-warmup: a higher start for a shorter warmup, or a held hand-over LR, at the large batches (section 5)
-# make bench-large-batch-gap: what AutoWU's gap to the sqrt-scaled cosine at the largest batch with LAMB is made of, and the cost with SGD of a restart and of a warmed-up decay (section 5)
+# make bench-large-batch-gap: what AutoWU's gap to the sqrt-scaled cosine at the largest batch with LAMB is made of, the cost with SGD of a restart, a warmed-up decay and rescues back to the switch, and the last at smaller batches (section 5)
 # make bench-nine-seeds: the cells that miss a target on three seeds, over nine: LAMB at each data set's smallest and largest batch, SGD on MNIST-1D at 128 and 1024 (sections 3, 5)
 # make bench-user-fits: first-hour fits with AutoWU's defaults against a constant LR (section 8)
 # make bench-factor-search: factor search against fixed schedules, its sensitivity and cost (section 6)
@@ -70,8 +70,11 @@ bench-large-batch-gap: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/large_batch_gap.py --threads 1 > $(RESULTS)/large_batch_gap_mnist1d.txt & a=$$!; \
 	$(VENV)/bin/python benchmarks/large_batch_gap.py --threads 1 --data digits --batch-size 512 > $(RESULTS)/large_batch_gap_digits.txt & b=$$!; \
 	wait $$a && wait $$b
-	$(VENV)/bin/python benchmarks/large_batch_gap.py --threads 1 --optimizer sgd --rows restart warmed-up-decay > $(RESULTS)/large_batch_gap_mnist1d_sgd.txt & a=$$!; \
-	$(VENV)/bin/python benchmarks/large_batch_gap.py --threads 1 --optimizer sgd --rows restart warmed-up-decay --data digits --batch-size 512 > $(RESULTS)/large_batch_gap_digits_sgd.txt & b=$$!; \
+	$(VENV)/bin/python benchmarks/large_batch_gap.py --threads 1 --optimizer sgd --rows restart warmed-up-decay rescue-to-switch > $(RESULTS)/large_batch_gap_mnist1d_sgd.txt & a=$$!; \
+	$(VENV)/bin/python benchmarks/large_batch_gap.py --threads 1 --optimizer sgd --rows restart warmed-up-decay rescue-to-switch --data digits --batch-size 512 > $(RESULTS)/large_batch_gap_digits_sgd.txt & b=$$!; \
+	wait $$a && wait $$b
+	$(VENV)/bin/python benchmarks/large_batch_gap.py --threads 1 --batch-size 512 --rows rescue-to-switch > $(RESULTS)/large_batch_gap_mnist1d_512.txt & a=$$!; \
+	$(VENV)/bin/python benchmarks/large_batch_gap.py --threads 1 --data digits --batch-size 128 --rows rescue-to-switch > $(RESULTS)/large_batch_gap_digits_128.txt & b=$$!; \
 	wait $$a && wait $$b
 	$(MAKE) report
 

@@ -27,8 +27,11 @@ defaults, then, with the learning rate AutoWU handed on:
 - AutoWU, decay warmed up: the decay's first 10 % of steps ramp the learning rate
   linearly up to the one handed on, as the baselines' warmup does, instead of starting
   at it: a gentler start from the restored state.
+- AutoWU, rescues to the switch: a rescue restores the weights the switch restored,
+  not the lowest loss's snapshot since, which the learning rate being rescued trained
+  (see `RescueToTheSwitch`).
 
-The last four are not AutoWU's behaviour: they override its internals here only.
+The last five are not AutoWU's behaviour: they override its internals here only.
 `--rows` picks some of the rows (AutoWU's own run always comes first).
 
     python benchmarks/large_batch_gap.py [--quick] [--data mnist1d] [--optimizer lamb] [--batch-size 2048] [--rows ...]
@@ -178,6 +181,26 @@ class WarmedUpDecay(keras_autowu.AutoWU):
         scheduler.learning_rates = ramped
 
 
+class RescueToTheSwitch(keras_autowu.AutoWU):
+    """AutoWU whose rescues restore the snapshot the switch restored, dropping every step
+    trained since; the decay's clock runs on, as in any rescue. It keeps every snapshot
+    of the run (AutoWU keeps two), so it ignores discards."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.switch_restore = None
+
+    def _carry_out(self, requests):
+        super()._carry_out([request for request in requests if request.kind != "discard"])
+
+    def _roll_back(self, step):
+        if self.scheduler.switch is not None and not self.scheduler.rescues:
+            self.switch_restore = step
+        elif self.scheduler.rescues and self.switch_restore is not None:
+            step = self.switch_restore
+        super()._roll_back(step)
+
+
 def fit(data, optimizer_name, batch_size, seed, epochs, learning_rate, callbacks=()):
     x_train, y_train, x_val, y_val = data["arrays"]
     keras.utils.set_random_seed(seed)
@@ -216,6 +239,7 @@ ROWS = {
     "back-to-handover-lr": "AutoWU, back to the hand-over LR",
     "restart": "AutoWU, restarted",
     "warmed-up-decay": "AutoWU, decay warmed up",
+    "rescue-to-switch": "AutoWU, rescues to the switch",
 }
 
 
@@ -240,6 +264,7 @@ def row_accuracy(row, data, args, seed, epochs, lr, switch, steps, climb):
         "back-to-handover-lr": RollBackToHandoverLR,
         "restart": RestartFromInitialWeights,
         "warmed-up-decay": WarmedUpDecay,
+        "rescue-to-switch": RescueToTheSwitch,
     }[row]
     return autowu_run(data, args.optimizer, args.batch_size, seed, epochs, autowu_class=autowu_class)[0]
 
