@@ -103,16 +103,20 @@ class WarmupEndsOnOneRisenInterval(keras_autowu.AutoWU):
         self.scheduler._test_warmup = one_interval
 
 
-class RollBackToHandoverLR(keras_autowu.AutoWU):
-    """AutoWU whose switch restores the last snapshot at or below the hand-over LR. It
-    keeps every snapshot of the run (AutoWU keeps two), so it ignores discards."""
+class KeepsEverySnapshot(keras_autowu.AutoWU):
+    """AutoWU that keeps every snapshot of the run (AutoWU keeps two): it ignores discards,
+    so that an override may restore an older one."""
+
+    def _carry_out(self, requests):
+        super()._carry_out([request for request in requests if request.kind != "discard"])
+
+
+class RollBackToHandoverLR(KeepsEverySnapshot):
+    """AutoWU whose switch restores the last snapshot at or below the hand-over LR."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.switch_restored = False
-
-    def _carry_out(self, requests):
-        super()._carry_out([request for request in requests if request.kind != "discard"])
 
     def _roll_back(self, step):
         if not self.switch_restored:
@@ -181,17 +185,13 @@ class WarmedUpDecay(keras_autowu.AutoWU):
         scheduler.learning_rates = ramped
 
 
-class RescueToTheSwitch(keras_autowu.AutoWU):
+class RescueToTheSwitch(KeepsEverySnapshot):
     """AutoWU whose rescues restore the snapshot the switch restored, dropping every step
-    trained since; the decay's clock runs on, as in any rescue. It keeps every snapshot
-    of the run (AutoWU keeps two), so it ignores discards."""
+    trained since; the decay's clock runs on, as in any rescue."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.switch_restore = None
-
-    def _carry_out(self, requests):
-        super()._carry_out([request for request in requests if request.kind != "discard"])
 
     def _roll_back(self, step):
         if self.scheduler.switch is not None and not self.scheduler.rescues:
