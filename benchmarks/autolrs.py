@@ -33,9 +33,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_autowu  # noqa: E402
-from keras_autowu import autolrs as autolrs_module  # noqa: E402
-from keras_autowu import autolrs_forecast, autolrs_search  # noqa: E402
-from keras_autowu._keras import keras  # noqa: E402
+from keras_autowu.autolrs import controller as autolrs_module  # noqa: E402
+from keras_autowu.autolrs import forecast as autolrs_forecast
+from keras_autowu.gp import bayes_opt  # noqa: E402
+from keras_autowu.core.keras_compat import keras  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(HERE, os.pardir, "tests")]
@@ -173,12 +174,12 @@ class _Timed:
 
     def __init__(self):
         self.decision, self.restores = [], []
-        advance, restore = autolrs_module.AutoLRSScheduler.advance, keras_autowu.StageCheckpoint.restore
+        observe, restore = autolrs_module.AutoLRSScheduler.observe, keras_autowu.StageCheckpoint.restore
 
-        def timed_advance(scheduler, *args, **kwargs):
+        def timed_observe(scheduler, *args, **kwargs):
             start = time.perf_counter()
             try:
-                return advance(scheduler, *args, **kwargs)
+                return observe(scheduler, *args, **kwargs)
             finally:
                 self.decision.append(time.perf_counter() - start)
 
@@ -187,7 +188,7 @@ class _Timed:
             restore(checkpoint, *args, **kwargs)
             self.restores.append(time.perf_counter() - start)
 
-        autolrs_module.AutoLRSScheduler.advance = timed_advance
+        autolrs_module.AutoLRSScheduler.observe = timed_observe
         keras_autowu.StageCheckpoint.restore = timed_restore
 
 
@@ -204,9 +205,9 @@ def first_search_call():
     without it."""
     x, y, mask = (tf.constant(v) for v in (np.linspace(0, 1, 10), np.linspace(0, 1, 10) ** 2, np.ones(10)))
     start = time.perf_counter()
-    tf.function(autolrs_search.lower_confidence_bound)(x, y, mask)
+    tf.function(bayes_opt.lower_confidence_bound)(x, y, mask)
     seconds = time.perf_counter() - start
-    autolrs_search._compiled()(x, y, mask)
+    bayes_opt._compiled()(x, y, mask)
     return seconds
 
 

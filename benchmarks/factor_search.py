@@ -27,8 +27,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_autowu  # noqa: E402
-from keras_autowu._keras import keras  # noqa: E402
-from keras_autowu.factor_probe import STEPS_TO_RESULT  # noqa: E402
+from keras_autowu.core.keras_compat import keras  # noqa: E402
+from keras_autowu.factor_search.probe import STEPS_TO_RESULT  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from paper_claim import digits, mnist1d, small_cnn  # noqa: E402
@@ -176,7 +176,7 @@ import os, resource, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np
 import keras_autowu
-from keras_autowu._keras import keras
+from keras_autowu.core.keras_compat import keras
 keras.utils.set_random_seed(0)
 model = keras.Sequential([keras.Input((1024,)), keras.layers.Dense(int(sys.argv[3]), activation="relu"),
                           keras.layers.Dense(1024, activation="relu"), keras.layers.Dense(10)])

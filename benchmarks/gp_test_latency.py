@@ -21,8 +21,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_autowu  # noqa: E402
-from keras_autowu import gp_minimum, loss_sampling  # noqa: E402
-from keras_autowu.loss_record import LossRecord  # noqa: E402
+from keras_autowu.gp import minimum_test
+from keras_autowu.autowu import loss_sampling  # noqa: E402
+from keras_autowu.autowu.loss_record import LossRecord  # noqa: E402
 
 
 def loss_stream(n, rng):
@@ -32,7 +33,7 @@ def loss_stream(n, rng):
 
 
 def time_tests(n, repeats, rng):
-    state = gp_minimum.initial_gp_state()
+    state = minimum_test.initial_gp_state()
     record = LossRecord()
     record.extend(loss_stream(n, rng))
     seconds = []
@@ -44,7 +45,7 @@ def time_tests(n, repeats, rng):
         )
         inputs = [tf.constant(v, tf.float64) for v in inputs]
         with tf.device("/CPU:0"):
-            state, result = gp_minimum.compiled_gp_minimum_test(state, *inputs)
+            state, result = minimum_test.compiled_gp_minimum_test(state, *inputs)
         result.passed_probability.numpy()
         seconds.append(time.perf_counter() - start)
     return np.array(seconds[1:]) * 1e3  # the first call of a process compiles
@@ -66,7 +67,7 @@ def main():
     for n in sizes:
         ms = time_tests(n, repeats, rng)
         print(f"{n:>8} {np.median(ms):>10.2f} {np.percentile(ms, 95):>8.2f}")
-    print(f"traces: {gp_minimum.compiled_gp_minimum_test.experimental_get_tracing_count()}")
+    print(f"traces: {minimum_test.compiled_gp_minimum_test.experimental_get_tracing_count()}")
     steps = 100_000 if args.quick else 670_000
     scheduler = keras_autowu.AutoWUScheduler(10_000, 300, verbose=0)
     state = {**scheduler.get_state(), "losses": loss_stream(steps, rng).tolist()}

@@ -15,10 +15,8 @@ The methods:
 
 - autowu: AutoWU with its defaults. One run per batch size and seed.
 - autowu-gp_minimum: the defaults but the reference's hand-over, `lr_choice="gp_minimum"`.
-- autowu-CHOICE: the defaults but `lr_choice=CHOICE` (`make bench-handover` runs
-  the other candidates, "autowu-lag_corrected" among them).
-- autowu-paper: AutoWU as the paper has it: a test per epoch, the GP alone deciding
-  (no progress rule), no guard after the warmup, no roll-back; so is the gain of the
+- autowu-paper: AutoWU(reference=True), the reference's decisions: a test per epoch,
+  the GP alone deciding, no guard after the warmup, no roll-back; so is the gain of the
   defaults visible.
 - tuned@smallest: linear warmup (10% of the steps) + cosine, peak LR picked by a grid
   search at the smallest batch size (seed 0), scaled by sqrt(batch / smallest).
@@ -48,7 +46,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_autowu  # noqa: E402
-from keras_autowu._keras import IS_KERAS_3, keras, velocity_momentum  # noqa: E402
+from keras_autowu.core.keras_compat import IS_KERAS_3, keras, velocity_momentum  # noqa: E402
 
 SEEDS, EPOCHS = [0, 1, 2], 20
 BATCH_SIZES = {"digits": [32, 64, 128, 256, 512], "mnist1d": [128, 256, 512, 1024, 2048]}
@@ -63,9 +61,7 @@ WARMUP_FRACTION = 0.1
 BASELINE_STEPS_PER_EXECUTION = 16
 AUTOWU_VARIANTS = ["autowu", "autowu-gp_minimum", "autowu-paper"]
 # What the paper's AutoWU does that keras_autowu's defaults do better.
-PAPER_SETTINGS = dict(
-    test_interval="epoch", min_progress=0.0, min_rise=0.0, max_rescues=0, flat_start_speedup=1, rollback_on_divergence=False
-)
+PAPER_SETTINGS = dict(reference=True)
 
 
 def autowu_arguments(method):

@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_autowu  # noqa: E402
-from keras_autowu._keras import keras  # noqa: E402
+from keras_autowu.core.keras_compat import keras  # noqa: E402
 
 
 class Baton:

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_autowu  # noqa: E402
-from keras_autowu._keras import keras  # noqa: E402
+from keras_autowu.core.keras_compat import keras  # noqa: E402
 
 SEEDS = [0, 1, 2]
 # The learning rate a user types without tuning: Keras's default for the adaptive

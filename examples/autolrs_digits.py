@@ -33,7 +33,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import keras_autowu
-from keras_autowu._keras import keras
+from keras_autowu.core.keras_compat import keras
 
 keras.utils.set_random_seed(0)
 EPOCHS = int(sys.argv[2]) if len(sys.argv) > 2 else 30

@@ -34,7 +34,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import keras_autowu
-from keras_autowu._keras import IS_KERAS_3, keras
+from keras_autowu.core.keras_compat import IS_KERAS_3, keras
 
 keras.utils.set_random_seed(0)
 

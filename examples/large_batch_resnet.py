@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_autowu
-from keras_autowu._keras import IS_KERAS_3, keras
+from keras_autowu.core.keras_compat import IS_KERAS_3, keras
 
 """
 ## Choose the hardware

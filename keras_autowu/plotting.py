@@ -46,7 +46,7 @@ def plot_autowu(scheduler, path, title="AutoWU"):
     losses = np.asarray(scheduler.losses)
     steps = np.arange(scheduler.total_steps)
     fig, ax_lr, ax_loss = _learning_rate_and_loss_axes()
-    ax_lr.plot(steps, scheduler.learning_rates(steps), color="C0")
+    ax_lr.plot(steps, scheduler.learning_rates(0, scheduler.total_steps), color="C0")
     ax_loss.plot(np.arange(losses.size), losses, color="C1", lw=0.8, alpha=0.6, label="loss per step")
     switch = scheduler.switch
     if switch is not None:

@@ -12,7 +12,7 @@ tf.config.set_logical_device_configuration(
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from keras_autowu._keras import IS_KERAS_3, keras  # noqa: E402
+from keras_autowu.core.keras_compat import IS_KERAS_3, keras  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -69,10 +69,11 @@ def _digest(values):
 
 
 def _plain_requests(requests):
+    """[kind, step], and a restore's velocity scale where the controller sets one."""
     out = []
     for r in requests:
         item = [str(r[0]), int(r[1])]
-        if len(r) > 2:
+        if len(r) > 2 and r[2] is not None and r[0] == "restore":
             item.append(float(r[2]))
         out.append(item)
     return out
@@ -94,12 +95,19 @@ def _captured():
 # AutoWU
 
 
+# Arguments of 0.2.0 that are now fields of `Departures` (not the public API).
+_DEPARTURES = ("flat_start_speedup", "min_progress", "min_rise", "handover_trial")
+
+
 def autowu_scheduler(case):
     import keras_autowu
+    from keras_autowu.autowu.config import Departures
 
+    kwargs = dict(case.get("kwargs", {}))
+    departures = {name: kwargs.pop(name) for name in _DEPARTURES if name in kwargs}
     return keras_autowu.AutoWUScheduler(
         case["steps_per_epoch"], case["epochs"], case.get("steps_per_execution", 1),
-        case.get("velocity_momentum", 0.0), **case.get("kwargs", {})
+        case.get("velocity_momentum", 0.0), departures=Departures(**departures) if departures else None, **kwargs
     )
 
 
@@ -115,7 +123,7 @@ def autowu_observe(scheduler, losses):
 
 
 def autowu_table(scheduler):
-    return scheduler.learning_rates(np.arange(scheduler.total_steps + 1))
+    return scheduler.learning_rates(0, scheduler.total_steps + 1)
 
 
 def autowu_resume(scheduler, fresh):
@@ -190,7 +198,7 @@ def record_factor_search(case, chunks=None):
     index = 0
     with _captured() as run_messages:
         for step in range(scheduler.total_steps):
-            if scheduler.is_update_step(step):
+            if step == scheduler.next_boundary():
                 if chunks is None:
                     saved = (net.progress, net.excess)
                     base = net.step(0.0)
@@ -203,7 +211,7 @@ def record_factor_search(case, chunks=None):
                 else:
                     observed = chunks[index]
                 index += 1
-                requests = scheduler.observe_probe(step, observed[1:], observed[0])
+                requests = scheduler.observe([], probe=(step, observed[1:], observed[0]))
                 if resume_at is not None and step >= resume_at:
                     resume_at = None
                     fresh = factor_search_scheduler(case)
@@ -243,7 +251,7 @@ def record_autolrs(case, chunks=None):
     step, index, pending = 0, 0, []
     with _captured() as run_messages:
         while True:
-            boundary = scheduler.next_boundary
+            boundary = scheduler.next_boundary()
             if chunks is None:
                 stop = min(boundary, scheduler.total_steps)
                 rates = scheduler.learning_rates(step, stop)
@@ -255,7 +263,8 @@ def record_autolrs(case, chunks=None):
                     break
                 step, losses = chunks[index]
             index += 1
-            requests = scheduler.advance(step, losses)
+            requests = scheduler.observe(losses)
+            assert scheduler.steps_done == step
             if chunks is None:
                 for request in requests:
                     net.carry_out(request)
@@ -269,7 +278,7 @@ def record_autolrs(case, chunks=None):
                 scheduler = fresh
             trace["steps"].append(int(step))
             trace["requests"].append(_plain_requests(requests))
-            nxt = scheduler.next_boundary
+            nxt = scheduler.next_boundary()
             trace["next_lr"].append(float(scheduler.learning_rates(step, step + 1)[0]) if step < scheduler.total_steps else None)
             trace["table"].append(_digest(scheduler.learning_rates(step, max(step, min(nxt, scheduler.total_steps)))))
             if chunks is None and step >= scheduler.total_steps:

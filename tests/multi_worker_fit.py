@@ -20,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
 
 import keras_autowu  # noqa: E402
-from keras_autowu._keras import keras  # noqa: E402
+from keras_autowu.core.keras_compat import keras  # noqa: E402
 
 STEPS_PER_EPOCH, EPOCHS, GLOBAL_BATCH = 16, 12, 8
 

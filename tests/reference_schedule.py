@@ -58,3 +58,38 @@ def reference_learning_rates(total_steps, min_lr=1e-5, max_lr=1.0, max_warmup_fr
             cooldown["j"] += 1
         lrs.append(cooldown_lr() if state["phase"] == "final" else state["lr"])
     return lrs
+
+
+def reference_decisions(losses, steps_per_epoch, total_epochs, minimum_test, min_lr=1e-5, max_lr=1.0,
+                        max_warmup_fraction=0.5, warmup_type="exp", confidence=0.95, patience=3):
+    """The reference's switch on a stream of losses: (switch step, switch LR) or (None, None).
+
+    Its `step()` flow (autowu-algorithm.md, "Phases"): at the end of every epoch of the
+    warmup, and only before the warmup's cap, the test runs on all losses so far; after
+    `patience` positive tests in a row the LR becomes the mean over the predictions of
+    min_lr * (lr_now / min_lr) ** x* (linear: min_lr + (lr_now - min_lr) * x*), x* the
+    argmin of each prediction's posterior mean and lr_now the last loss's LR.
+
+    `minimum_test(losses, test_index)` is the GP, given from outside: it returns each
+    prediction's P(passed) and argmin x*.
+    """
+    total_steps = steps_per_epoch * total_epochs
+    max_warmup = int(max_warmup_fraction * total_steps)
+    in_a_row, test_index = 0, 0
+    for epoch_end in range(steps_per_epoch, total_steps, steps_per_epoch):
+        if epoch_end >= max_warmup:
+            break  # the cap: the decay starts with the current LR, no test
+        passed, argmin_x = minimum_test(losses[:epoch_end], test_index)
+        test_index += 1
+        votes = sum(p > confidence for p in passed)
+        in_a_row = in_a_row + 1 if votes > len(passed) / 2 else 0
+        if in_a_row >= patience:
+            x = (epoch_end - 1) / max_warmup
+            if warmup_type == "exp":
+                lr_now = min_lr * (max_lr / min_lr) ** x
+                lrs = [min_lr * (lr_now / min_lr) ** a for a in argmin_x]
+            else:
+                lr_now = min_lr + (max_lr - min_lr) * x
+                lrs = [min_lr + (lr_now - min_lr) * a for a in argmin_x]
+            return epoch_end, sum(lrs) / len(lrs)
+    return None, None

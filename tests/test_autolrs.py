@@ -4,8 +4,9 @@ test snapshots and restores as a callback would."""
 import numpy as np
 import pytest
 
-from keras_autowu.autolrs import AutoLRSScheduler, auto_tau
-from keras_autowu.autolrs_plan import StagePlan
+from keras_autowu.autolrs.config import auto_tau
+from keras_autowu.autolrs.controller import AutoLRSScheduler
+from keras_autowu.autolrs.plan import StagePlan
 
 
 class Quadratic:
@@ -28,9 +29,9 @@ def run(scheduler, model, chunk=1, validation=None):
     """Drives `scheduler` as the callback does: acts only at chunk starts."""
     saved, losses, rates, step = None, [], [], 0
     while step < scheduler.total_steps:
-        if step >= scheduler.next_boundary:
+        if step >= scheduler.next_boundary():
             due = scheduler.validation_due(step)
-            for request in scheduler.advance(step, losses, validation_loss=validation(model) if due else None):
+            for request in scheduler.observe(losses, validation_loss=validation(model) if due else None):
                 if request.kind == "snapshot":
                     saved = model.w.copy()
                 else:
@@ -40,8 +41,8 @@ def run(scheduler, model, chunk=1, validation=None):
             losses.append(model.step(rate))
             rates.append(rate)
             step += 1
-    if scheduler.next_boundary == step:  # the last stage's training ends with the run
-        for request in scheduler.advance(step, losses):
+    if scheduler.next_boundary() == step:  # the last stage's training ends with the run
+        for request in scheduler.observe(losses):
             model.w = saved.copy()
     return np.asarray(rates)
 
@@ -161,7 +162,7 @@ def test_late_stages_score_the_validation_loss_sixteen_times_per_segment():
     calls = []
 
     def validation(model):
-        calls.append(scheduler.next_boundary)
+        calls.append(scheduler.next_boundary())
         return 0.5 * np.sum(model.h * model.w**2)
 
     run(scheduler, Quadratic(), validation=validation)
@@ -178,9 +179,9 @@ def test_a_resumed_run_starts_the_cut_stage_again_from_the_step():
     scheduler = AutoLRSScheduler(3000, 0.01, verbose=0, tau=100, explored=5, min_lr=1e-3, max_lr=0.5)
     stage = scheduler.plan.stage(1)  # 250..750: explores 250..450
     scheduler.resume(stage.start + 30, learning_rate=0.02)
-    assert scheduler.next_boundary == stage.start + 30
+    assert scheduler.next_boundary() == stage.start + 30
     assert np.all(scheduler.learning_rates(stage.start + 30, stage.start + 31) == 0.02)
-    requests = scheduler.advance(stage.start + 30, [])
+    requests = scheduler.observe([])
     assert [r.kind for r in requests] == ["snapshot", "restore"]
     first = scheduler.segments[-1]
     assert (first.kind, first.start, first.stop) == ("explore", stage.start + 30, stage.start + 30 + stage.explore_steps)

@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 import keras_autowu
-from keras_autowu._keras import keras, optimizer_variables
-from keras_autowu.autolrs_plan import StagePlan
+from keras_autowu.core.keras_compat import keras, optimizer_variables
+from keras_autowu.autolrs.plan import StagePlan
 
 from conftest import tiny_classifier
 

@@ -5,9 +5,9 @@ import pytest
 from scipy import optimize
 from scipy.interpolate import UnivariateSpline
 
-from keras_autowu import autolrs_forecast
-from keras_autowu._keras import keras
-from keras_autowu.autolrs_forecast import NAN_SCORE, drop_outliers, forecast, nelder_mead_1d, smoothing_spline
+from keras_autowu.autolrs import forecast as autolrs_forecast
+from keras_autowu.core.keras_compat import keras
+from keras_autowu.autolrs.forecast import NAN_SCORE, drop_outliers, forecast, nelder_mead_1d, smoothing_spline
 from reference_forecast import reference_forecast
 
 HORIZON = 1000  # tau: the stage's training steps, which the forecast reaches

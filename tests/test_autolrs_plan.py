@@ -2,7 +2,7 @@
 
 import pytest
 
-from keras_autowu.autolrs_plan import Position, StagePlan
+from keras_autowu.autolrs.plan import Position, StagePlan
 
 
 def test_the_reference_s_stages():

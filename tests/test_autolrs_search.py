@@ -6,8 +6,8 @@ import pytest
 
 import tensorflow as tf
 
-from keras_autowu import autolrs_search
-from keras_autowu.autolrs_search import LearningRateSearch
+from keras_autowu.gp import bayes_opt as autolrs_search
+from keras_autowu.gp.bayes_opt import LearningRateSearch
 
 
 def run_search(seed, forecasts, min_lr=1e-4, max_lr=1.0, explored=10):

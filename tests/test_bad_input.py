@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_autowu.autowu.config import Departures
 import keras_autowu
-from keras_autowu import run_variables
-from keras_autowu._keras import keras
+from keras_autowu.core import run_state
+from keras_autowu.core.keras_compat import keras
 from test_callback import learning_rate_trace
 
 BATCH = 8
@@ -158,13 +159,13 @@ def test_fit_past_the_end_of_the_run_keeps_it_finished():
     extra = 2 * (STEPS // EPOCHS)
     losses = parabola(STEPS + extra)
     # A stream indexed by step, drawn for the steady climb.
-    autowu, trace, _ = fit_on_losses(losses, EPOCHS + 2, total_epochs=EPOCHS, test_interval=4, flat_start_speedup=1)
+    autowu, trace, _ = fit_on_losses(losses, EPOCHS + 2, total_epochs=EPOCHS, test_interval=4, departures=Departures(flat_start_speedup=1))
     scheduler = autowu.scheduler
     assert scheduler.steps_done == STEPS and scheduler.switch is not None
     np.testing.assert_allclose(scheduler.losses, losses[:STEPS].astype(np.float32), rtol=1e-6)
     # What a checkpoint would save: the extra steps' losses did not overwrite the run's.
-    saved = run_variables.find(autowu.model.optimizer, STEPS).read_losses(0, STEPS)
+    saved = run_state.find(autowu.model.optimizer, STEPS).read_losses(0, STEPS)
     np.testing.assert_array_equal(saved, np.asarray(scheduler.losses, np.float32))
     np.testing.assert_allclose(trace[:STEPS], scheduler.learning_rates(), rtol=2e-6, atol=1e-12)
     np.testing.assert_array_equal(trace[STEPS:], np.zeros(extra, np.float32))
-    assert scheduler.learning_rates([STEPS])[0] == 0.0
+    assert scheduler.learning_rates(STEPS, STEPS + 1)[0] == 0.0

@@ -6,8 +6,8 @@ import tensorflow as tf
 
 import keras_autowu
 from conftest import classification_data, tiny_classifier
-from keras_autowu import gp_minimum
-from keras_autowu._keras import keras
+from keras_autowu.gp import minimum_test
+from keras_autowu.core.keras_compat import keras
 
 
 def learning_rate_trace(optimizer, total_steps):
@@ -157,13 +157,13 @@ def test_one_callback_serves_several_fits_and_leaves_the_model_clean():
 
 def test_gp_test_compiles_at_most_once_per_run():
     """The compiled GP test is traced at most once in a run with many tests."""
-    before = gp_minimum.compiled_gp_minimum_test.experimental_get_tracing_count()
+    before = minimum_test.compiled_gp_minimum_test.experimental_get_tracing_count()
     # A patience longer than the warmup keeps the run testing to the cap: the first
     # few steps' losses, which cycle with the unshuffled batches, can look like a
     # passed minimum to three early tests for some initial weights.
     autowu, _, _, _ = fit_with_trace(epochs=10, test_interval=2, max_lr=1e-2, patience=20)
     assert len(autowu.scheduler.tests) >= 10
-    assert gp_minimum.compiled_gp_minimum_test.experimental_get_tracing_count() - before <= 1
+    assert minimum_test.compiled_gp_minimum_test.experimental_get_tracing_count() - before <= 1
 
 
 def test_plot_is_written(tmp_path):

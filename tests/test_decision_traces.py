@@ -17,13 +17,20 @@ def _without_library_noise(messages):
     return [m for m in messages if not m.startswith("DeprecationWarning")]
 
 
+def _requests(chunks):
+    """As the recorder writes them now: a snapshot carries no velocity scale (0.2.0's
+    AutoLRS requests carried 1.0)."""
+    return [[r[:2] if r[0] != "restore" else r for r in chunk] for chunk in chunks]
+
+
 @pytest.mark.parametrize("name", sorted(RECORDED))
 def test_the_same_decisions_as_recorded(name):
     """Every chunk's requests, next learning rate and table, the messages and the summary."""
     recorded = RECORDED[name]
     replayed = decision_traces.record(name, chunks=recorded["chunks"])
-    for key in ("steps", "requests", "next_lr", "table"):
+    for key in ("steps", "next_lr", "table"):
         assert replayed[key] == recorded[key], key
+    assert replayed["requests"] == _requests(recorded["requests"])
     assert replayed.get("final_table") == recorded.get("final_table")
     assert replayed["summary"] == recorded["summary"]
     assert _without_library_noise(replayed["messages"]) == _without_library_noise(recorded["messages"])

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import keras_autowu
-from keras_autowu._keras import IS_KERAS_3, keras
+from keras_autowu.core.keras_compat import IS_KERAS_3, keras
 
 def label_mean(y_true, y_pred):
     """A loss whose value for a batch is the mean of its labels: known in advance."""

@@ -3,15 +3,16 @@
 import numpy as np
 import pytest
 
+from keras_autowu.autowu.config import Departures
 import keras_autowu
 from conftest import classification_data, tiny_classifier
-from keras_autowu._keras import keras
+from keras_autowu.core.keras_compat import keras
 
 # A range so wide that the LR blows the loss up long before three tests can agree.
 BLOW_UP = dict(min_lr=1e-3, max_lr=1e8, test_interval=4)
 # The synthetic streams below are indexed by step, drawn for a warmup that climbs
 # steadily (lr_t = 1e-5 * 1e5 ** (t / 1000)), whatever the loss does.
-STEADY = dict(flat_start_speedup=1)
+STEADY = dict(departures=Departures(flat_start_speedup=1))
 
 
 def parabola_then(step_of_trouble, trouble, steps=2000, seed=0):
@@ -152,7 +153,7 @@ def test_rollback_can_be_turned_off():
 def test_the_switch_rolls_back_to_the_weights_of_the_lowest_loss(monkeypatch, capsys):
     """The weights at a switch were trained past the minimum (the loss has risen by then):
     the decay starts from the snapshot of the test interval with the lowest loss."""
-    from keras_autowu import weight_snapshot
+    from keras_autowu.core import snapshot as weight_snapshot
     from test_bad_input import fit_on_losses
 
     restored = []

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from keras_autowu._keras import IS_KERAS_3
+from keras_autowu.core.keras_compat import IS_KERAS_3
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
 

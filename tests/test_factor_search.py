@@ -9,11 +9,16 @@ import tensorflow as tf
 
 import keras_autowu
 from conftest import classification_data, make_optimizer, tiny_classifier
-from keras_autowu._keras import keras
-from keras_autowu.factor_search import FACTOR_LISTS, FactorSearchScheduler
+from keras_autowu.core.keras_compat import keras
+from keras_autowu.factor_search.controller import FACTOR_LISTS, FactorSearchScheduler
 from test_resume import Preempted, PreemptAt
 
 STEPS_PER_EPOCH, EPOCHS = 8, 6
+
+
+def observe_probe(scheduler, step, losses, base_loss):
+    """One update's probe, handed to the scheduler as a loop does at `next_boundary()`."""
+    return scheduler.observe([], probe=(step, losses, base_loss))
 
 
 def hand_learning_rate(learning_rate, factors, losses, normalization):
@@ -40,7 +45,7 @@ def test_each_factor_list_and_normalisation_by_hand(size, normalization):
     factors = FACTOR_LISTS[size]
     scheduler = FactorSearchScheduler(10, 5, learning_rate=0.1, factors=factors, normalization=normalization, verbose=0)
     losses = quadratic_losses(factors, 0.1)
-    scheduler.observe_probe(10, losses, base_loss=1.0)
+    observe_probe(scheduler, 10, losses, 1.0)
     expected = hand_learning_rate(0.1, factors, losses, normalization)
     assert scheduler.learning_rate == pytest.approx(expected, rel=1e-12)
     assert scheduler.learning_rate != pytest.approx(0.1)  # the probes moved it
@@ -48,32 +53,32 @@ def test_each_factor_list_and_normalisation_by_hand(size, normalization):
 
 def test_a_probe_that_is_not_finite_or_blew_up_is_ignored():
     scheduler = FactorSearchScheduler(10, 5, learning_rate=0.1, verbose=0)
-    scheduler.observe_probe(10, [float("nan"), 1.0, 1.5], base_loss=2.0)
+    observe_probe(scheduler, 10, [float("nan"), 1.0, 1.5], 2.0)
     ignoring_the_first = 0.1 * hand_learning_rate(1.0, [1.0, 0.5], [1.0, 1.5], "minmax")
     assert scheduler.learning_rate == pytest.approx(ignoring_the_first)
-    scheduler.observe_probe(20, [100.0, 1.0, 1.5], base_loss=2.0)  # x2 blew up: over 2 * base
+    observe_probe(scheduler, 20, [100.0, 1.0, 1.5], 2.0)  # x2 blew up: over 2 * base
     assert scheduler.updates[-1].scores[0] == 0.0
     assert scheduler.learning_rate < scheduler.updates[-1].learning_rate_before
     before = scheduler.learning_rate
-    scheduler.observe_probe(30, [float("inf"), 50.0, 9.0], base_loss=2.0)
+    observe_probe(scheduler, 30, [float("inf"), 50.0, 9.0], 2.0)
     assert scheduler.updates[-1].kind == "shrink"
     assert scheduler.learning_rate == pytest.approx(before * 0.5)
 
 
 def test_a_diverged_run_asks_for_its_snapshot_back():
     scheduler = FactorSearchScheduler(10, 5, learning_rate=0.1, verbose=0)
-    assert [r.kind for r in scheduler.observe_probe(10, [1.0, 2.0, 3.0], 2.0)] == ["snapshot"]
-    assert [r.kind for r in scheduler.observe_probe(20, [np.nan] * 3, float("nan"))] == ["restore"]
+    assert [r.kind for r in observe_probe(scheduler, 10, [1.0, 2.0, 3.0], 2.0)] == ["snapshot"]
+    assert [r.kind for r in observe_probe(scheduler, 20, [np.nan] * 3, float("nan"))] == ["restore"]
     assert scheduler.learning_rate == pytest.approx(scheduler.updates[0].learning_rate * 0.5)
 
 
 def test_the_learning_rate_stays_within_its_bounds():
     scheduler = FactorSearchScheduler(10, 50, learning_rate=0.5, max_lr=1.0, min_lr=0.4, verbose=0)
     for step in range(10, 100, 10):
-        scheduler.observe_probe(step, [0.1, 1.0, 2.0], 1.0)  # x2 always best
+        observe_probe(scheduler, step, [0.1, 1.0, 2.0], 1.0)  # x2 always best
     assert scheduler.learning_rate == 1.0
     for step in range(100, 200, 10):
-        scheduler.observe_probe(step, [2.0, 1.0, 0.1], 1.0)
+        observe_probe(scheduler, step, [2.0, 1.0, 0.1], 1.0)
     assert scheduler.learning_rate == 0.4
 
 
@@ -81,7 +86,7 @@ def test_state_round_trip_replays_the_same_learning_rates():
     rng = np.random.default_rng(0)
     original = FactorSearchScheduler(10, 20, learning_rate=0.05, verbose=0)
     for step in range(10, 200, 10):
-        original.observe_probe(step, rng.uniform(0.5, 2.0, 3), 1.0)
+        observe_probe(original, step, rng.uniform(0.5, 2.0, 3), 1.0)
     restored = FactorSearchScheduler(10, 20, learning_rate=1.0, verbose=0)
     restored.set_state(json.loads(json.dumps(original.get_state())))
     assert restored.updates == original.updates
@@ -328,5 +333,5 @@ def test_a_custom_loop_probe_measures_and_puts_the_weights_back():
     for w, b in zip(model.weights, before):
         np.testing.assert_array_equal(w.numpy(), b)
     scheduler = FactorSearchScheduler(10, 5, learning_rate=0.1, verbose=0)
-    scheduler.observe_probe(10, losses, base)
+    observe_probe(scheduler, 10, losses, base)
     assert scheduler.learning_rate == pytest.approx(hand_learning_rate(0.1, FACTOR_LISTS[3], list(losses), "minmax"), rel=1e-6)

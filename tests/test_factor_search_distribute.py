@@ -5,7 +5,7 @@ import pytest
 
 import keras_autowu
 from conftest import classification_data, tiny_classifier
-from keras_autowu._keras import IS_KERAS_3, keras
+from keras_autowu.core.keras_compat import IS_KERAS_3, keras
 from test_distribute import label_mean
 
 BATCH, STEPS_PER_EPOCH, EPOCHS = 32, 8, 4

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import keras_autowu
 from conftest import classification_data, tiny_classifier
-from keras_autowu._keras import IS_KERAS_3, keras
+from keras_autowu.core.keras_compat import IS_KERAS_3, keras
 
 X, Y = classification_data(256)
 
@@ -119,7 +119,7 @@ def test_a_fit_stopped_in_the_warmup_keeps_its_last_learning_rate():
     scheduler = autowu.scheduler
     assert scheduler.steps_done == 16 and scheduler.phase == "warmup"
     kept = float(np.asarray(model.optimizer.learning_rate))
-    assert kept == pytest.approx(scheduler.learning_rates([15])[0], rel=1e-6) and kept < 0.5 * scheduler.config.max_lr
+    assert kept == pytest.approx(scheduler.learning_rates(15, 16)[0], rel=1e-6) and kept < 0.5 * scheduler.config.max_lr
 
 
 def test_a_sequential_built_by_its_first_batch_trains():

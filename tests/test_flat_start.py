@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
+from keras_autowu.autowu.config import Departures
 import keras_autowu
-from keras_autowu import flat_start, schedule
-from keras_autowu.config import AutoWUConfig
+from keras_autowu.autowu import flat_start
+from keras_autowu.autowu import schedule
+from keras_autowu.autowu.config import AutoWUConfig
 from test_progress_gate import drive
 
 
@@ -67,7 +69,8 @@ def test_checks_come_speedup_times_a_test_on_the_loops_chunks(test_interval, spe
 
 
 def plan_and_state(fast_end, total_steps=2000, **kwargs):
-    plan = schedule.SchedulePlan.from_config(AutoWUConfig(**kwargs), 10, total_steps // 10)
+    speedup = kwargs.pop("flat_start_speedup", Departures().flat_start_speedup)
+    plan = schedule.SchedulePlan.from_config(AutoWUConfig(**kwargs), 10, total_steps // 10, speedup)
     return plan, schedule.state_with_fast_end(plan, fast_end)
 
 
@@ -93,7 +96,7 @@ def test_the_longest_fast_climb_covers_the_span_and_ends_before_the_cap():
     assert initial.warmup_end == 1000 - 3 * 150
     assert plan.warmup_lr(150, 150) == pytest.approx(1e-5 * 1e5 ** 0.6, rel=1e-5)  # three decades
     for total_steps in (4, 10, 20, 41):  # tiny runs: the cap stays after the fast climb
-        tiny = schedule.SchedulePlan.from_config(AutoWUConfig(), 1, total_steps)
+        tiny = schedule.SchedulePlan.from_config(AutoWUConfig(), 1, total_steps, Departures().flat_start_speedup)
         assert schedule.initial_state(tiny).warmup_end > tiny.longest_fast_climb()
 
 
@@ -132,4 +135,4 @@ def test_the_gp_minimum_maps_through_the_kinked_climb():
 @pytest.mark.parametrize("value", [0, 2.5, "4", True])
 def test_a_bad_speedup_is_refused_by_name(value):
     with pytest.raises(ValueError, match="flat_start_speedup"):
-        keras_autowu.AutoWUScheduler(10, 10, flat_start_speedup=value)
+        Departures(flat_start_speedup=value)

@@ -5,7 +5,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from keras_autowu import gp_minimum, kernel_features, loss_sampling
+from keras_autowu.gp import minimum_test
+from keras_autowu.gp import kernel_features
+from keras_autowu.autowu import loss_sampling
 
 tfd, psd = tfp.distributions, tfp.math.psd_kernels
 
@@ -34,9 +36,9 @@ def test_likelihood_matches_exact_gp():
     y = (x - 0.4) ** 2 + 0.03 * rng.standard_normal(60)
     mask = np.r_[np.ones(45), np.zeros(15)]
     params = tf.constant([0.3, -6.0, 0.1], tf.float64)
-    stats = gp_minimum._fit_statistics(tf.constant(x), tf.constant(y), tf.constant(mask))
-    ours = float(gp_minimum._negative_log_likelihood_per_point(params, stats))
-    outputscale, noise, constant = (float(v) for v in gp_minimum._unpack(params))
+    stats = minimum_test._fit_statistics(tf.constant(x), tf.constant(y), tf.constant(mask))
+    ours = float(minimum_test._negative_log_likelihood_per_point(params, stats))
+    outputscale, noise, constant = (float(v) for v in minimum_test._unpack(params))
     exact = tfd.GaussianProcess(
         _exact_kernel(outputscale), index_points=x[:45, None], observation_noise_variance=noise,
         mean_fn=lambda t: tf.fill(tf.shape(t)[:-1], tf.constant(constant, tf.float64)), jitter=0.0,
@@ -49,11 +51,11 @@ def test_posterior_matches_exact_gp_regression():
     rng = np.random.default_rng(2)
     inputs = loss_sampling.sample_gp_inputs(_curve(700, rng), num_predictions=2, seed=0, test_index=0)
     params = tf.constant([0.5, -7.0, 0.2], tf.float64)
-    mean, difference_variance = gp_minimum._predict(params, inputs.cond_x, inputs.cond_y, inputs.cond_mask)
-    outputscale, noise, constant = (float(v) for v in gp_minimum._unpack(params))
+    mean, difference_variance = minimum_test._predict(params, inputs.cond_x, inputs.cond_y, inputs.cond_mask)
+    outputscale, noise, constant = (float(v) for v in minimum_test._unpack(params))
     for j in range(2):
         exact = tfd.GaussianProcessRegressionModel(
-            _exact_kernel(outputscale), index_points=gp_minimum.grid()[:, None],
+            _exact_kernel(outputscale), index_points=minimum_test.grid()[:, None],
             observation_index_points=inputs.cond_x[j][:, None], observations=inputs.cond_y[j],
             observation_noise_variance=noise, predictive_noise_variance=0.0, jitter=0.0,
             mean_fn=lambda t: tf.fill(tf.shape(t)[:-1], tf.constant(constant, tf.float64)),
@@ -67,16 +69,16 @@ def test_posterior_matches_exact_gp_regression():
 def _run(fn, curve, state=None):
     inputs = loss_sampling.sample_gp_inputs(curve, 5, seed=0, test_index=0)
     args = [tf.constant(v, tf.float64) for v in inputs]
-    return fn(state or gp_minimum.initial_gp_state(), *args)
+    return fn(state or minimum_test.initial_gp_state(), *args)
 
 
 def test_compiled_equals_eager_and_traces_once():
     """The XLA-compiled test gives the eager result, and new data does not retrace it."""
     rng = np.random.default_rng(3)
-    compiled = gp_minimum.compiled_gp_minimum_test
+    compiled = minimum_test.compiled_gp_minimum_test
     _, compiled_result = _run(compiled, _curve(900, rng))
     traces = compiled.experimental_get_tracing_count()
-    _, eager_result = _run(gp_minimum.gp_minimum_test, _curve(900, np.random.default_rng(3)))
+    _, eager_result = _run(minimum_test.gp_minimum_test, _curve(900, np.random.default_rng(3)))
     np.testing.assert_allclose(compiled_result.passed_probability, eager_result.passed_probability, rtol=1e-6)
     for n in (50, 3000, 20000):
         _run(compiled, _curve(n, rng))
@@ -87,17 +89,17 @@ def test_fit_moves_hyperparameters_towards_the_data():
     """100 Adam steps lower the per-point negative log-likelihood and carry Adam's state."""
     rng = np.random.default_rng(4)
     curve = _curve(400, rng)
-    state, _ = _run(gp_minimum.compiled_gp_minimum_test, curve)
+    state, _ = _run(minimum_test.compiled_gp_minimum_test, curve)
     assert float(state.adam_steps) == 100.0
-    state, _ = _run(gp_minimum.compiled_gp_minimum_test, curve, state)
+    state, _ = _run(minimum_test.compiled_gp_minimum_test, curve, state)
     assert float(state.adam_steps) == 200.0
-    noise = float(gp_minimum._unpack(state.params)[1])
-    assert noise > gp_minimum.INITIAL_NOISE  # the data's noise variance is 2.5e-3
+    noise = float(minimum_test._unpack(state.params)[1])
+    assert noise > minimum_test.INITIAL_NOISE  # the data's noise variance is 2.5e-3
 
 
 def test_minimum_in_the_past_is_detected_and_located():
     """A parabola with its minimum at x=0.6, seen up to x=1, votes 'passed' near 0.6."""
-    state, result = _run(gp_minimum.compiled_gp_minimum_test, _curve(1000, np.random.default_rng(5)))
+    state, result = _run(minimum_test.compiled_gp_minimum_test, _curve(1000, np.random.default_rng(5)))
     assert np.all(result.passed_probability.numpy() > 0.95)
     np.testing.assert_allclose(result.argmin_x, 0.6, atol=0.08)
 
@@ -106,7 +108,7 @@ def test_falling_curve_does_not_pass():
     """A loss that is still falling gives a low probability that the minimum is past."""
     x = np.arange(800) / 800
     curve = 1.0 - x + 0.05 * np.random.default_rng(6).standard_normal(800)
-    _, result = _run(gp_minimum.compiled_gp_minimum_test, curve)
+    _, result = _run(minimum_test.compiled_gp_minimum_test, curve)
     assert np.all(result.passed_probability.numpy() < 0.95)
 
 

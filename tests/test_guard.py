@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_autowu.autowu.config import Departures
 import keras_autowu
-from keras_autowu import weight_snapshot
-from keras_autowu._keras import keras
+from keras_autowu.core import snapshot as weight_snapshot
+from keras_autowu.core.keras_compat import keras
 from test_callback import learning_rate_trace
 
 STEPS_PER_EPOCH, EPOCHS, INTERVAL = 20, 60, 10  # 1,200 steps, a test every 10
@@ -168,10 +169,10 @@ def test_a_hand_over_that_never_beats_the_warmups_best_is_rescued(capsys):
     assert rescue.learning_rate == pytest.approx(0.5 * rescue.learning_rate_before)
     assert "rescue 1 of at most 5 at step 360" in capsys.readouterr().out
     # Not a drift: 1.3 times the best, two intervals in a row, is no rescue without the trial.
-    untried, _ = feed(switched_then_held_at(1.3 * best_before), handover_trial=0)
+    untried, _ = feed(switched_then_held_at(1.3 * best_before), departures=Departures(handover_trial=0))
     assert untried.rescues == []
     # A longer trial waits longer, and then the hand-over beats the best.
-    patient, _ = feed(switched_then_held_at(1.3 * best_before), handover_trial=4)
+    patient, _ = feed(switched_then_held_at(1.3 * best_before), departures=Departures(handover_trial=4))
     assert patient.rescues == []
 
 
@@ -257,7 +258,7 @@ def test_with_sgds_velocity_the_cap_hands_on_what_the_velocity_averaged(capsys):
     climb = sgd.plan.warmup_lrs(np.arange(cap), sgd.state.fast_end)
     averaged = float(0.1 * 0.9 ** np.arange(cap) @ climb[::-1])
     assert averaged < 0.9 * climb[-1]
-    assert sgd.learning_rates([cap])[0] == pytest.approx(averaged, rel=1e-5)
+    assert sgd.learning_rates(cap, cap + 1)[0] == pytest.approx(averaged, rel=1e-5)
     sgd.observe(losses[300:])
     assert sgd.switch is None and sgd.state.decay_base_lr == pytest.approx(averaged)
     assert "the learning rate the velocity averaged over the climb" in capsys.readouterr().out
@@ -270,7 +271,7 @@ def test_a_warmup_too_short_for_a_test_still_says_it_reached_its_cap(capsys):
     """No test falls within a warmup of 8 steps: there is no test at its cap either,
     but the line that the cap's LR is handed on is still printed."""
     with pytest.warns(UserWarning, match="no GP test falls within the warmup"):
-        scheduler = keras_autowu.AutoWUScheduler(8, 2, test_interval=100, flat_start_speedup=1, verbose=1)
+        scheduler = keras_autowu.AutoWUScheduler(8, 2, test_interval=100, departures=Departures(flat_start_speedup=1), verbose=1)
     for loss in np.linspace(2.3, 2.0, 16):
         scheduler.observe([loss])
     assert scheduler.tests == [] and scheduler.switch is None
@@ -331,7 +332,7 @@ def test_a_run_resumed_around_a_rescue_continues_as_the_uninterrupted_one(tmp_pa
 
 def test_rescues_do_not_retrace_the_custom_loop_learning_rate_each_time():
     """scheduler.learning_rate is compiled; five rescues add one trace, not five."""
-    from keras_autowu import scheduler as scheduler_module
+    from keras_autowu.autowu import controller as scheduler_module
 
     compiled = scheduler_module._compiled_learning_rate_at
     scheduler = keras_autowu.AutoWUScheduler(STEPS_PER_EPOCH, EPOCHS, test_interval=INTERVAL, verbose=0, max_rescues=5)

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from keras_autowu import loss_sampling
-from keras_autowu.loss_record import LossRecord
+from keras_autowu.autowu import loss_sampling
+from keras_autowu.autowu.loss_record import LossRecord
 
 
 def test_views_and_running_statistics_match_a_plain_array():

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from keras_autowu._keras import IS_KERAS_3
+from keras_autowu.core.keras_compat import IS_KERAS_3
 
 WORKER = os.path.join(os.path.dirname(__file__), "multi_worker_fit.py")
 TIMEOUT_SECONDS = 300

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
+from keras_autowu.autowu.config import Departures
 import keras_autowu
-from keras_autowu._keras import keras
+from keras_autowu.core.keras_compat import keras
 
-REFERENCE_TEST = dict(min_progress=0.0, min_rise=0.0)
+REFERENCE_TEST = dict(departures=Departures(min_progress=0.0, min_rise=0.0))
 STEPS_PER_EPOCH = 47
 
 
@@ -95,7 +96,7 @@ def test_the_warmup_climbs_fast_over_the_flat_start_and_steadily_after(seed):
     np.testing.assert_allclose(lrs[:moved], 1e-5 * 1e5 ** (4 * np.arange(moved) / 1000), rtol=1e-5)
     steady_steps = np.arange(moved, fast.switch.step)
     np.testing.assert_allclose(lrs[moved:fast.switch.step], 1e-5 * 1e5 ** ((steady_steps + 3 * moved) / 1000), rtol=1e-5)
-    steady = keras_autowu.AutoWUScheduler(50, 40, verbose=0, flat_start_speedup=1)
+    steady = keras_autowu.AutoWUScheduler(50, 40, verbose=0, departures=Departures(flat_start_speedup=1))
     drive(steady, seed=seed)
     # Tests fall every 50 steps: the switch comes at a test, 3 * moved steps earlier give or take one.
     assert abs(steady.switch.step - fast.switch.step - 3 * moved) <= 50
@@ -109,7 +110,7 @@ def test_a_rise_must_be_a_share_of_the_progress():
     losses = np.where(t < 300, 2.3 - 2.0 * t / 300, 0.3 + 0.05 * (t - 300) / 300) + 0.005 * rng.standard_normal(600)
     gated = feed(losses, test_interval=10)
     assert gated.switch is None
-    assert feed(losses, test_interval=10, min_rise=0.01).switch is not None
+    assert feed(losses, test_interval=10, departures=Departures(min_rise=0.01)).switch is not None
 
 
 def digits_mlp_first_epochs(epochs, **autowu_kwargs):

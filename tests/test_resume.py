@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import keras_autowu
 from conftest import IS_KERAS_3, classification_data, tiny_classifier
-from keras_autowu._keras import keras
+from keras_autowu.core.keras_compat import keras
 from test_callback import EXPLODING, learning_rate_trace
 
 # This run's warmup ends as a divergence at step 36. The roll-back's snapshot lives in

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_autowu import schedule
-from keras_autowu.config import AutoWUConfig
+from keras_autowu.autowu import schedule
+from keras_autowu.autowu.config import AutoWUConfig
 from reference_schedule import reference_learning_rates
 
 
 def closed_form(total_steps, steps_per_epoch=10, switch_step=None, switch_lr=None, **kwargs):
-    kwargs.setdefault("flat_start_speedup", 1)  # the reference climbs steadily
+    # The reference climbs steadily: flat_start_speedup 1.
     plan = schedule.SchedulePlan.from_config(AutoWUConfig(**kwargs), steps_per_epoch, total_steps // steps_per_epoch)
     state = schedule.initial_state(plan)
     if switch_step is not None:

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from keras_autowu.autowu.config import Departures
 import keras_autowu
-from keras_autowu import gp_minimum
+from keras_autowu.gp import minimum_test
 
 
 def run(loss_of_lr, steps_per_epoch=50, total_epochs=40, seed=0, **kwargs):
@@ -48,7 +49,7 @@ def test_each_switch_needs_patience_positive_tests_in_a_row():
 def test_falling_loss_never_switches_and_warms_up_to_the_cap():
     """A loss that keeps falling runs the warmup to its cap; the decay starts at its last LR."""
     scheduler, lrs = run(
-        lambda lr, rng: 2.0 - 0.3 * np.log10(max(lr, 1e-9) / 1e-5) + 0.02 * rng.standard_normal(), flat_start_speedup=1
+        lambda lr, rng: 2.0 - 0.3 * np.log10(max(lr, 1e-9) / 1e-5) + 0.02 * rng.standard_normal(), departures=Departures(flat_start_speedup=1)
     )
     assert scheduler.switch is None
     assert all(not t.positive for t in scheduler.tests[-5:])
@@ -86,13 +87,13 @@ def test_same_losses_same_decisions():
 
 def test_gp_failure_counts_as_negative_and_warns_once(monkeypatch):
     """A non-finite GP result makes that test negative, warns once, and training goes on."""
-    real = gp_minimum.compiled_gp_minimum_test
+    real = minimum_test.compiled_gp_minimum_test
 
     def broken(state, *args):
         new_state, result = real(state, *args)
         return new_state, result._replace(passed_probability=result.passed_probability * np.nan)
 
-    monkeypatch.setattr(gp_minimum, "compiled_gp_minimum_test", broken)
+    monkeypatch.setattr(minimum_test, "compiled_gp_minimum_test", broken)
     with pytest.warns(RuntimeWarning, match="failed numerically") as record:
         scheduler, lrs = run(parabola_in_log_lr(), total_epochs=20)
     assert len([w for w in record if "failed numerically" in str(w.message)]) == 1
@@ -108,7 +109,7 @@ def test_reduce_on_plateau_in_the_decay_phase():
     The loss drops after the warmup's last test (step 60), so the warmup runs to its cap.
     """
     scheduler, lrs = run(
-        lambda lr, rng: 1.0 if lr > 0.1 else 1.5, steps_per_epoch=20, total_epochs=40, flat_start_speedup=1,
+        lambda lr, rng: 1.0 if lr > 0.1 else 1.5, steps_per_epoch=20, total_epochs=40, departures=Departures(flat_start_speedup=1),
         max_warmup_fraction=0.1, immediate_cooldown=False, decay_phase_stat="loss", decay_phase_factor=0.5,
     )
     decay_lr = lrs[80]

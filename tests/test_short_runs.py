@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import keras_autowu
-from keras_autowu._keras import keras
+from keras_autowu.core.keras_compat import keras
 
 
 def digits(seed=0):

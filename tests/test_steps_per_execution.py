@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_autowu.autowu.config import Departures
 import keras_autowu
-from keras_autowu._keras import keras
+from keras_autowu.core.keras_compat import keras
 from test_callback import learning_rate_trace
 
 STEPS_PER_EPOCH, EPOCHS, BATCH = 32, 12, 4
@@ -34,7 +35,7 @@ def fit(steps_per_execution, jit_compile=False, test_interval=STEPS_PER_EPOCH, f
     model.compile(optimizer=optimizer, loss=label_mean, metrics=[metric],
                   steps_per_execution=steps_per_execution, jit_compile=jit_compile)
     autowu = keras_autowu.AutoWU(
-        max_warmup_fraction=0.9, test_interval=test_interval, flat_start_speedup=flat_start_speedup, verbose=0
+        max_warmup_fraction=0.9, test_interval=test_interval, departures=Departures(flat_start_speedup=flat_start_speedup), verbose=0
     )
     dataset = tf.data.Dataset.from_tensor_slices((np.zeros((y_all.size, 2), "float32"), y_all)).batch(BATCH)
     dataset = dataset.take(STEPS_PER_EPOCH * EPOCHS)

@@ -1,0 +1,100 @@
+"""What the schedulers' Keras callbacks share: the thin glue around a controller.
+
+A controller (`keras_autowu.core.requests.Controller`) decides; its callback hands it
+what training observed at the controller's `next_boundary()` and carries out the
+requests it returns. This base class holds what is the same for the three:
+
+- it claims the learning rate: another callback that sets it in the same fit (Keras's
+  LearningRateScheduler or ReduceLROnPlateau, or another of this package's) is a
+  ValueError, and the scheduler moves first in the fit's callbacks, so that loggers
+  (CSVLogger, TensorBoard) find the learning rate it writes into the epoch's logs;
+- the run's length, from `fit` unless given;
+- the requests: each kind goes to the subclass's method of its name;
+- `logs["learning_rate"]` at each epoch's end.
+"""
+
+import warnings
+
+from keras_autowu.core import checks, keras_compat
+from keras_autowu.core.keras_compat import keras
+from keras_autowu.core.stacklevel import user_stacklevel
+
+_LEARNING_RATE_CALLBACKS = (keras.callbacks.ReduceLROnPlateau, keras.callbacks.LearningRateScheduler)
+
+
+class SchedulerCallback(keras.callbacks.Callback):
+    """The base of `AutoWU`, `FactorSearch` and `AutoLRS`; see the module docstring.
+
+    Subclasses name themselves (`name`), build their controller in `on_train_begin`
+    as `self.scheduler`, and implement `_attach(params)` (variables the optimizer must
+    hold before any callback's `on_train_begin`, where BackupAndRestore restores),
+    `_epoch_learning_rate(epoch)` and a method per request kind they receive.
+    """
+
+    name = "scheduler"
+    sets_learning_rate = True  # what other schedulers of the package look for
+
+    def __init__(self, steps_per_epoch=None, total_epochs=None):
+        super().__init__()
+        checks.check_run_length(self.name, steps_per_epoch, total_epochs, allow_none=True)
+        self._steps_per_epoch, self._total_epochs = steps_per_epoch, total_epochs
+        self.scheduler = None
+        # Each callback looks at some batches' starts; no batch-end hook, so that Keras 3
+        # keeps dispatching batches asynchronously.
+        keras_compat.keep_batch_logs_as_tensors(self)
+
+    def set_params(self, params):
+        super().set_params(params)
+        if self.model is not None and getattr(self.model, "optimizer", None) is not None:
+            self._attach(params)
+        callback_list = keras_compat.calling_callback_list()
+        if callback_list is not None:
+            self._check_other_callbacks(callback_list)
+            self._claim_learning_rate(callback_list)
+
+    def _attach(self, params):
+        """Adds what the optimizer must hold before BackupAndRestore restores."""
+
+    def _check_other_callbacks(self, callback_list):
+        """A subclass's own checks of the fit's other callbacks."""
+
+    def _claim_learning_rate(self, callback_list):
+        for other in callback_list.callbacks:
+            if other is not self and (getattr(other, "sets_learning_rate", False) or isinstance(other, _LEARNING_RATE_CALLBACKS)):
+                raise ValueError(
+                    f"{self.name} sets the learning rate, and so does {type(other).__name__} in the same "
+                    "fit: the two would overwrite each other (and it would still print what it "
+                    "did). Pass one of them."
+                )
+        callback_list.callbacks.remove(self)
+        callback_list.callbacks.insert(0, self)
+
+    def run_length(self, params=None):
+        """(steps per epoch, epochs): the ones given, else `fit`'s; a ValueError when fit
+        does not know them (a dataset of unknown length)."""
+        params = self.params if params is None else params
+        steps_per_epoch = self._steps_per_epoch or params.get("steps")
+        total_epochs = self._total_epochs or params.get("epochs")
+        if not steps_per_epoch or not total_epochs:
+            raise ValueError(
+                f"{self.name} needs the run's length, which fit does not know here (a dataset of "
+                f"unknown length): pass {self.name}(steps_per_epoch=..., total_epochs=...). "
+                f"Received steps_per_epoch={steps_per_epoch!r}, total_epochs={total_epochs!r}"
+            )
+        return steps_per_epoch, total_epochs
+
+    def _carry_out(self, requests):
+        """Each request to the method of its kind: `_snapshot`, `_restore`, `_discard`."""
+        for request in requests:
+            getattr(self, f"_{request.kind}")(request)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self._epoch_learning_rate(epoch))
+
+    def _epoch_learning_rate(self, epoch):
+        """The learning rate of the epoch's last step."""
+        raise NotImplementedError
+
+    def _warn(self, text):
+        warnings.warn(f"{self.name}: {text}", UserWarning, stacklevel=user_stacklevel())

@@ -1,0 +1,62 @@
+"""AutoLRS's stage checkpoint: the weights, the optimizer's slots and its step counter,
+copied to variables on the same devices, and back.
+
+Every explored learning rate of a stage starts from the stage's start, and so does
+the training with the chosen one: a stage restores k + 1 times. The reference saves
+`model.state_dict()` and `optimizer.state_dict()` to a file; here one compiled
+function assigns every variable from its copy on the same device, so a restore moves
+no data through the host, and under tf.distribute each replica restores its own copy.
+
+The restore is bit-exact, with one exception the caller asks for: Keras's SGD keeps the
+learning rate inside its velocity (v <- momentum * v - lr * g), where PyTorch's buffer,
+which the reference restores, leaves it out. Restored as it was, the velocity would go
+on moving the weights at the stage's previous learning rate for a few dozen steps of an
+explored one; `restore(velocity_scale=new / old)` gives the PyTorch behaviour.
+"""
+
+import tensorflow as tf
+
+from keras_autowu.core.keras_compat import optimizer_variables, sgd_velocity_refs, tf_variable, variable_ref
+
+
+class StageCheckpoint:
+    """Device-side copies of `model`'s weights and optimizer state (not the learning rate
+    and not `exclude`); `save()` and `restore()` them."""
+
+    def __init__(self, model, exclude=()):
+        optimizer = model.optimizer
+        skip = set(exclude) | {variable_ref(optimizer.learning_rate)}
+        variables = list(model.weights) + [v for v in optimizer_variables(optimizer) if variable_ref(v) not in skip]
+        self._variables = [tf_variable(v) for v in variables]
+        velocity_refs = sgd_velocity_refs(optimizer)
+        self._is_velocity = [variable_ref(v) in velocity_refs for v in variables]
+        with model.distribute_strategy.scope():
+            self._copies = [
+                tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="autolrs_checkpoint")
+                for v in self._variables
+            ]
+        self._save = tf.function(self._assign_all)
+        self._restore = tf.function(self._assign_all)
+        self.saved = False
+
+    @staticmethod
+    def _assign_all(targets, sources, scales, scale):
+        for target, source, scaled in zip(targets, sources, scales):
+            value = source.read_value()
+            if scaled:
+                value = value * tf.cast(scale, value.dtype)
+            target.assign(value)
+
+    def save(self):
+        self._save(self._copies, self._variables, [False] * len(self._copies), tf.constant(1.0))
+        self.saved = True
+
+    def restore(self, velocity_scale=1.0):
+        """Puts the saved values back; SGD's velocity times `velocity_scale`."""
+        if not self.saved:
+            raise RuntimeError("AutoLRS: restore() before any save()")
+        self._restore(self._variables, self._copies, self._is_velocity, tf.constant(float(velocity_scale)))
+
+    @property
+    def num_bytes(self):
+        return sum(v.shape.num_elements() * v.dtype.size for v in self._copies)

@@ -1,0 +1,194 @@
+"""Factor search as a Keras callback: thin glue between `model.fit`,
+`FactorSearchScheduler` (the decisions) and `FactorProbe` (the probes in the graph)."""
+
+import warnings
+
+import tensorflow as tf
+
+from keras_autowu.core import checks
+from keras_autowu.core.callback import SchedulerCallback
+from keras_autowu.factor_search import probe as factor_probe
+from keras_autowu.factor_search import probe_record
+from keras_autowu.core.keras_compat import build_optimizer_slots, check_settable_learning_rate, steps_per_execution
+from keras_autowu.core.stacklevel import user_stacklevel
+from keras_autowu.factor_search.controller import FactorSearchConfig, FactorSearchScheduler
+from keras_autowu.core import snapshot as weight_snapshot
+from keras_autowu.core.snapshot import WeightSnapshot
+
+
+class FactorSearch(SchedulerCallback):
+    """Factor search (Kim & Yu) for `model.fit`: the learning rate moved by probes.
+
+    Every `update_interval` steps (by default at each epoch's start), a probe batch
+    of `probe_batch_size` rows of that step's batch gives the loss after a step of
+    each factor times the learning rate; the learning rate is multiplied by the
+    factors' geometric mean, weighted by exp(-normalised loss). See
+    `FactorSearchScheduler` for the arguments, which this callback takes too, and
+    `keras_autowu/factor_probe.py` for how the probes move the weights and back.
+
+    The run starts from the optimizer's learning rate, or from
+    `initial_learning_rate`. The learning rate and every update's probes live in the
+    optimizer's variables, so BackupAndRestore and any checkpoint carry them: a resumed
+    fit replays the probes, and goes on with the same learning rate and the whole
+    history (`scheduler.updates`) of an uninterrupted one.
+
+    Args:
+      steps_per_epoch, total_epochs: taken from `fit` when None.
+      rollback_on_divergence: when the loss at the current weights is not finite at an
+        update, put back the weights and optimizer slots of the last healthy update.
+      **kwargs: `factors`, `update_interval`, `probe_batch_size`, `normalization`,
+        `direction`, `min_lr`, `max_lr`, `initial_learning_rate`, `seed`, `verbose`.
+
+    Example:
+
+    ```python
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  loss="sparse_categorical_crossentropy")
+    search = keras_autowu.FactorSearch()
+    model.fit(x, y, epochs=20, callbacks=[search])
+    keras_autowu.plot_factor_search(search.scheduler, "factor_search.png")
+    ```
+    """
+
+    name = "FactorSearch"
+
+    def __init__(self, steps_per_epoch=None, total_epochs=None, rollback_on_divergence=True, **kwargs):
+        self.config = FactorSearchConfig(**kwargs)  # checks the arguments now
+        super().__init__(steps_per_epoch, total_epochs)
+        checks.check_bool("FactorSearch", "rollback_on_divergence", rollback_on_divergence)
+        self._kwargs = kwargs
+        self.rollback_on_divergence = rollback_on_divergence
+        self._probe = self._weights = self._record = None
+
+    def _attach(self, params):
+        steps_per_epoch, total_epochs = self.run_length(params)
+        interval = self.config.update_interval
+        shortest = steps_per_epoch if interval == "epoch" else interval  # rounding only lengthens it
+        self._record = probe_record.attach(self.model, steps_per_epoch * total_epochs // shortest + 1, len(self.config.factors))
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        check_settable_learning_rate("FactorSearch", model.optimizer)
+        steps_per_epoch, total_epochs = self.run_length()
+        kwargs = dict(self._kwargs)
+        kwargs["update_interval"] = self._aligned_interval(steps_per_epoch)
+        self.scheduler = FactorSearchScheduler(
+            steps_per_epoch, total_epochs, learning_rate=_learning_rate(model.optimizer), **kwargs
+        )
+        self._probe = factor_probe.FactorProbe(
+            model, self.config.factors, self.config.direction, self.config.probe_batch_size, self.config.seed
+        )
+        self._probe.install(model)
+        if self._record is None:  # set_params was not called by fit
+            self._attach(self.params)
+        self._run_start = None
+        self._pending = None
+
+    def _aligned_interval(self, steps_per_epoch):
+        """The update interval, rounded up to a multiple of steps_per_execution, so that
+        each probe falls on the first step of a chunk."""
+        interval = self.config.update_interval
+        chunk = steps_per_execution(self.model)
+        if interval == "epoch" or chunk <= 1 or interval % chunk == 0:
+            return interval
+        aligned = -(-interval // chunk) * chunk
+        warnings.warn(
+            f"FactorSearch: update_interval={interval} rounded up to {aligned} steps, a multiple of "
+            f"steps_per_execution={chunk}, so that each probe runs at its own step.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+        return aligned
+
+    def on_epoch_begin(self, epoch, logs=None):
+        iterations = int(self.model.optimizer.iterations.numpy())
+        if self._run_start is None:
+            self._start_or_resume(epoch, iterations)
+        self._epoch_first_step = iterations - self._run_start
+
+    def _start_or_resume(self, epoch, iterations):
+        scheduler = self.scheduler
+        if epoch == 0:
+            self._run_start = iterations
+            scheduler.reset()
+            self._record.start_run(iterations, scheduler.learning_rate)
+            _set_learning_rate(self.model.optimizer, scheduler.learning_rate)
+        else:  # BackupAndRestore or fit(initial_epoch=...)
+            self._run_start = iterations - epoch * scheduler.steps_per_epoch
+            step = iterations - self._run_start
+            if self._record.run_start() == self._run_start:  # the probes were saved: replay them
+                scheduler.set_state(self._record.scheduler_state(scheduler.steps_per_epoch, scheduler.total_epochs))
+                _set_learning_rate(self.model.optimizer, scheduler.learning_rate)
+                how = f"{len(scheduler.updates)} updates replayed"
+            else:  # a checkpoint without them: go on from the optimizer's learning rate
+                scheduler.resume(step, _learning_rate(self.model.optimizer))
+                self._record.start_run(probe_record.NO_RUN, scheduler.learning_rate)  # nothing to replay later
+                how = "no probes saved before it"
+            if self.config.verbose:
+                print(f"FactorSearch: resuming at step {step} ({how}), learning rate {scheduler.learning_rate:.4g}.")
+        self._weights = None
+        if self.rollback_on_divergence and self.model.built:
+            build_optimizer_slots(self.model)
+            self._weights = WeightSnapshot(self.model, scheduler.first_step, self._record.refs())
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self._epoch_first_step + batch
+        self._finish_pending_update(step)
+        if self._pending is None and step >= self.scheduler.next_boundary() and self.scheduler.is_update_step(step):
+            self._probe.request()
+            self._pending = step
+
+    def _finish_pending_update(self, step):
+        """Reads the probe requested at step `pending`, once the steps before `step` ran it."""
+        if self._pending is None or step < self._pending + self._probe.steps_to_result:
+            return
+        step, self._pending = self._pending, None
+        self._probe.release()
+        losses, base = self._probe.losses.numpy(), float(self._probe.base_loss.numpy())
+        self._record.append(step, base, losses)
+        self._carry_out(self.scheduler.observe([], probe=(step, losses, base)))
+        _set_learning_rate(self.model.optimizer, self.scheduler.learning_rate)
+
+    def _snapshot(self, request):
+        if self.rollback_on_divergence:
+            self._replace_snapshot_if_finite(request.step)
+
+    def _restore(self, request):
+        if self.rollback_on_divergence and self._weights is not None:
+            self._weights.restore(learning_rate=self.scheduler.learning_rate)
+            if self.config.verbose:
+                print(f"FactorSearch: weights and optimizer state rolled back to step {self._weights.step}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._finish_pending_update(self._epoch_first_step + self.scheduler.steps_per_epoch)
+        super().on_epoch_end(epoch, logs)
+
+    def _epoch_learning_rate(self, epoch):
+        return self.scheduler.learning_rate
+
+    def on_train_end(self, logs=None):
+        # A probe requested too late to run (at the run's last step) is dropped.
+        self._pending = None
+        factor_probe.uninstall(self.model)
+        self._weights = None
+
+    def _replace_snapshot_if_finite(self, step):
+        """The probe measured the weights of a step or more before these (the steps
+        since ran on), so weights that are no longer finite must not replace the last
+        healthy copy. They are checked before any copy is made, and the old copy goes
+        first: one copy of the weights and slots at a time, not two."""
+        exclude = self._record.refs()
+        if weight_snapshot.all_finite(weight_snapshot.saved_variables(self.model, exclude)):
+            self._weights = None
+            self._weights = WeightSnapshot(self.model, step, exclude)
+        elif self.config.verbose:
+            kept = f"the snapshot of step {self._weights.step} stays" if self._weights else "no snapshot is kept"
+            print(f"FactorSearch: the weights at step {step} are not finite; {kept}.")
+
+
+def _learning_rate(optimizer):
+    return float(tf.convert_to_tensor(optimizer.learning_rate).numpy())
+
+
+def _set_learning_rate(optimizer, value):
+    optimizer.learning_rate.assign(value)
