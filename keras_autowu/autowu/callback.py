@@ -156,7 +156,7 @@ class AutoWU(SchedulerCallback):
         # A fit that ended in this process (EarlyStopping, say) left its run unfinished:
         # a new fit from epoch 0 starts a new run; fit(initial_epoch=...) continues it.
         ended_here = _FITS_ENDED.get(self.model.optimizer) == offset and first_epoch == 0
-        if offset == run_state.NO_RUN or losses.size >= total or not 0 <= step - offset < total or ended_here:
+        if not self.scheduler.continues(losses.size, None if offset == run_state.NO_RUN else step - offset, ended_here):
             if ended_here and losses.size < total and self.config.verbose:
                 print(
                     f"AutoWU: a new run (the last fit ended its run at step {losses.size} of {total}; "

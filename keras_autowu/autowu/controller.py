@@ -245,6 +245,16 @@ class AutoWUScheduler(WarmupTest, Guard, Handover):
         stop = self.total_steps if stop is None else stop
         return schedule.learning_rate_at(np.arange(start, stop), self.state, self.plan).numpy()
 
+    def continues(self, recorded, steps_since_start, ended_here=False):
+        """Whether a run checkpointed with `recorded` losses, its start
+        `steps_since_start` optimizer steps ago (None: no run), goes on, or a new run
+        starts: not when it is complete, when the steps do not fit in it, or when its
+        last fit ended in this process (`ended_here`: EarlyStopping, say) and a new fit
+        starts from epoch 0."""
+        if steps_since_start is None or ended_here:
+            return False
+        return recorded < self.total_steps and 0 <= steps_since_start < self.total_steps
+
     def learning_rate_after_run(self):
         """The learning rate to leave in the optimizer after a fit: the one the decay
         started from (rescues included), or, in the warmup, the last one applied. The

@@ -5,7 +5,7 @@ Run with 0.2.0 on the path (`git worktree add /tmp/v020 v0.2.0-commit`), once pe
     PYTHONPATH=/tmp/v020 python tests/data/make_checkpoints_0_2_0.py
     PYTHONPATH=/tmp/v020 TF_USE_LEGACY_KERAS=1 python tests/data/make_checkpoints_0_2_0.py
 
-tests/test_checkpoints_0_2_0.py loads them with today's package and resumes the run.
+tests/autowu/test_checkpoints_0_2_0.py loads them with today's package and resumes the run.
 """
 
 import json

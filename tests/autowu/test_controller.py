@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from keras_autowu.autowu.config import Departures
 import keras_autowu
+from keras_autowu.autowu.config import Departures
 from keras_autowu.gp import minimum_test
 
 
@@ -137,3 +137,26 @@ def test_loss_rising_from_the_start_switches_early_near_min_lr():
     scheduler, _ = run(lambda lr, rng: 1.0 + 0.3 * np.log10(max(lr, 1e-9) / 1e-5) + 0.05 * rng.standard_normal())
     assert scheduler.switch is not None and scheduler.switch.step <= 4 * scheduler.test_interval
     assert scheduler.switch.lr_at_minimum < 1e-4
+
+
+def test_a_checkpointed_run_continues_only_while_its_steps_fit():
+    """The callback's start-or-resume decision, made by the controller."""
+    scheduler = keras_autowu.AutoWUScheduler(10, 10, verbose=0)
+    assert scheduler.continues(40, 40)
+    assert scheduler.continues(0, 0)
+    assert not scheduler.continues(40, None)  # no run in the checkpoint
+    assert not scheduler.continues(100, 100)  # the run is complete
+    assert not scheduler.continues(40, 100) and not scheduler.continues(40, -1)  # its steps do not fit
+    assert not scheduler.continues(40, 40, ended_here=True)  # a new fit after one that ended here
+
+
+def test_the_learning_rate_left_after_a_run_is_the_decays_start_not_zero():
+    """After the switch, the rate the decay started from, halved once per rescue; in
+    the warmup, the last one applied."""
+    scheduler = keras_autowu.AutoWUScheduler(50, 40, verbose=0)
+    scheduler.observe(np.full(20, 2.3))
+    assert scheduler.phase == "warmup"
+    assert scheduler.learning_rate_after_run() == pytest.approx(scheduler.learning_rates(19, 20)[0])
+    scheduler.state = scheduler.state._replace(warmup_end=20, decay_base_lr=0.2, rescue_steps=(30,))
+    scheduler.steps_done = 40
+    assert scheduler.learning_rate_after_run() == pytest.approx(0.1)

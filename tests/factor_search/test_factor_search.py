@@ -8,10 +8,9 @@ import pytest
 import tensorflow as tf
 
 import keras_autowu
-from conftest import classification_data, make_optimizer, tiny_classifier
+from helpers import Preempted, PreemptAt, classification_data, make_optimizer, tiny_classifier
 from keras_autowu.core.keras_compat import keras
 from keras_autowu.factor_search.controller import FACTOR_LISTS, FactorSearchScheduler
-from test_resume import Preempted, PreemptAt
 
 STEPS_PER_EPOCH, EPOCHS = 8, 6
 

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_autowu.autowu.config import Departures
 import keras_autowu
+from keras_autowu.autowu.config import Departures
 from keras_autowu.core import snapshot as weight_snapshot
 from keras_autowu.core.keras_compat import keras
-from test_callback import learning_rate_trace
+import helpers
+from helpers import learning_rate_trace
 
 STEPS_PER_EPOCH, EPOCHS, INTERVAL = 20, 60, 10  # 1,200 steps, a test every 10
 
@@ -27,10 +28,7 @@ def switched_then(trouble_start, trouble_stop, trouble=3.0, seed=0):
 
 
 def feed(losses, **kwargs):
-    kwargs = {"verbose": 0, "test_interval": INTERVAL, **kwargs}
-    scheduler = keras_autowu.AutoWUScheduler(STEPS_PER_EPOCH, EPOCHS, **kwargs)
-    requests = scheduler.observe(losses)
-    return scheduler, requests
+    return helpers.feed(losses, STEPS_PER_EPOCH, EPOCHS, **{"test_interval": INTERVAL, **kwargs})
 
 
 def test_a_blow_up_after_the_switch_is_rescued(capsys):
@@ -314,7 +312,7 @@ def test_fit_rescues_and_rolls_back(monkeypatch, capsys):
 @pytest.mark.parametrize("preempt_at", [610, 640])
 def test_a_run_resumed_around_a_rescue_continues_as_the_uninterrupted_one(tmp_path, preempt_at):
     """BackupAndRestore, preempted just before or after the rescue at step 620."""
-    from test_resume import Preempted, PreemptAt
+    from helpers import Preempted, PreemptAt
 
     losses = switched_then(600, 620)
     reference, reference_trace = step_indexed_fit(losses, EPOCHS)

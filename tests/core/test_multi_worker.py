@@ -13,7 +13,7 @@ import pytest
 
 from keras_autowu.core.keras_compat import IS_KERAS_3
 
-WORKER = os.path.join(os.path.dirname(__file__), "multi_worker_fit.py")
+WORKER = os.path.join(os.path.dirname(__file__), "..", "multi_worker_fit.py")
 TIMEOUT_SECONDS = 300
 
 if IS_KERAS_3 and os.environ.get("TF_USE_LEGACY_KERAS", "0") not in ("1", "true", "True"):

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_autowu
-from conftest import classification_data, tiny_classifier
+from helpers import classification_data, tiny_classifier
 
 STEPS_PER_EPOCH, EPOCHS, BATCH = 26, 8, 32
 

@@ -9,7 +9,7 @@ import keras_autowu
 from keras_autowu.core.keras_compat import keras, optimizer_variables
 from keras_autowu.autolrs.plan import StagePlan
 
-from conftest import tiny_classifier
+from helpers import Preempted, PreemptAtEpoch, replica_values, tiny_classifier
 
 STEPS_PER_EPOCH = 16
 PLAN = dict(tau=40, tau_ratio=10, explored=3)  # explore 4 steps each, train 40
@@ -144,28 +144,9 @@ def test_two_replicas_agree_and_the_run_is_the_one_device_run(validation, mirror
     for a, b in zip(two.stages, one.stages):
         np.testing.assert_allclose(a.forecasts, b.forecasts, rtol=1e-3)
     for weight in model.weights:
-        values = [v.numpy() for v in _replica_values(weight)]
+        values = replica_values(weight)
         for value in values[1:]:
             np.testing.assert_array_equal(values[0], value)
-
-
-def _replica_values(weight):
-    variable = weight if isinstance(weight, tf.Variable) else weight.value
-    return getattr(variable, "values", (variable,))
-
-
-class Preempted(Exception):
-    pass
-
-
-class PreemptAtEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise Preempted(epoch)
 
 
 def test_a_run_resumed_mid_stage_starts_that_stage_again_from_its_restored_weights(tmp_path):

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from keras_autowu.autowu.config import Departures
+import helpers
+from helpers import drive
 import keras_autowu
+from keras_autowu.autowu.config import Departures
 from keras_autowu.core.keras_compat import keras
 
 REFERENCE_TEST = dict(departures=Departures(min_progress=0.0, min_rise=0.0))
@@ -12,10 +14,7 @@ STEPS_PER_EPOCH = 47
 
 
 def feed(losses, **kwargs):
-    kwargs.setdefault("verbose", 0)
-    scheduler = keras_autowu.AutoWUScheduler(STEPS_PER_EPOCH, 40, **kwargs)
-    scheduler.observe(losses)
-    return scheduler
+    return helpers.feed(losses, STEPS_PER_EPOCH, 40, **kwargs)[0]
 
 
 def flat(steps, seed=0):
@@ -51,24 +50,6 @@ def test_the_reference_test_does_switch_on_the_periodic_stream():
     switched = [feed(periodic(15 * STEPS_PER_EPOCH, seed), test_interval="epoch", **REFERENCE_TEST).switch
                 for seed in range(3)]
     assert any(switch is not None for switch in switched)
-
-
-def slow_start(lr, rng):
-    """Flat until lr 1e-3, down to 0.3 at lr 1e-2, then up again."""
-    log_lr = np.log10(max(lr, 1e-9))
-    fall = np.clip((log_lr + 3.0) / 1.0, 0.0, 1.0)
-    rise = 3.0 * max(0.0, log_lr + 2.0) ** 2
-    return 2.3 - 2.0 * fall + rise + 0.05 * rng.standard_normal()
-
-
-def drive(scheduler, steps=1000, seed=0):
-    """Runs `scheduler` on slow_start for `steps` steps; returns each step's learning rate."""
-    rng = np.random.default_rng(seed)
-    lrs = []
-    for _ in range(steps):
-        lrs.append(scheduler.learning_rate)
-        scheduler.step(slow_start(lrs[-1], rng))
-    return lrs
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

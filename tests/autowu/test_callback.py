@@ -5,28 +5,9 @@ import pytest
 import tensorflow as tf
 
 import keras_autowu
-from conftest import classification_data, tiny_classifier
+from helpers import EXPLODING, classification_data, label_mean, learning_rate_trace, tiny_classifier
 from keras_autowu.gp import minimum_test
 from keras_autowu.core.keras_compat import keras
-
-
-def learning_rate_trace(optimizer, total_steps):
-    """A metric that writes the LR each step applied (metrics run after the update)."""
-    trace = tf.Variable(tf.fill([total_steps], np.float32(np.nan)), trainable=False)
-
-    class LearningRateTrace(keras.metrics.Metric):
-        def update_state(self, y_true, y_pred, sample_weight=None):
-            step = tf.cast(optimizer.iterations, tf.int32) - 1
-            lr = tf.cast(optimizer.learning_rate, tf.float32)
-            trace.scatter_nd_update(tf.reshape(step, [1, 1]), tf.reshape(lr, [1]))
-
-        def result(self):
-            return tf.constant(0.0)
-
-        def reset_state(self):
-            pass
-
-    return LearningRateTrace(name="lr_trace"), trace
 
 
 def fit_with_trace(optimizer="sgd", steps_per_execution=1, jit_compile=False, epochs=20, **autowu_kwargs):
@@ -44,8 +25,6 @@ def fit_with_trace(optimizer="sgd", steps_per_execution=1, jit_compile=False, ep
     return autowu, trace.numpy(), history, model
 
 
-# A range wide enough that the loss surely turns up within the run.
-EXPLODING = dict(min_lr=1e-3, max_lr=1e3, test_interval=4)
 
 
 @pytest.mark.parametrize("steps_per_execution,jit_compile", [(1, False), (4, False), (4, True)])
@@ -90,9 +69,6 @@ def test_records_the_true_loss_of_each_step():
     x = np.zeros((64, 8), "float32")
     y = np.arange(64, dtype="float32") ** 2  # batch means far apart, as a loss that falls fast
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
-
-    def label_mean(y_true, y_pred):  # the loss of a batch is the mean of its labels
-        return tf.reshape(y_true, [-1]) + 0.0 * tf.reshape(y_pred, [-1])
 
     model.compile(optimizer=keras.optimizers.SGD(), loss=label_mean, steps_per_execution=2)
     autowu = keras_autowu.AutoWU(verbose=0)

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 import keras_autowu
-from conftest import classification_data, tiny_classifier
+from helpers import classification_data, label_mean, replica_values, tiny_classifier
 from keras_autowu.core.keras_compat import IS_KERAS_3, keras
-from test_distribute import label_mean
 
 BATCH, STEPS_PER_EPOCH, EPOCHS = 32, 8, 4
 
@@ -21,11 +20,6 @@ def fit(model, **kwargs):
     x, y = classification_data(BATCH * STEPS_PER_EPOCH)
     model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, callbacks=[search], verbose=0, shuffle=False)
     return search
-
-
-def replica_values(variable):
-    mirrored = variable.value if IS_KERAS_3 else variable  # Keras 3 wraps the tf.Variable
-    return [v.numpy() for v in mirrored.values]
 
 
 @pytest.mark.parametrize("steps_per_execution", STEPS_PER_EXECUTION)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from keras_autowu.autowu.config import Departures
 import keras_autowu
-from conftest import classification_data, tiny_classifier
+from keras_autowu.autowu.config import Departures
+from helpers import classification_data, tiny_classifier
 from keras_autowu.core.keras_compat import keras
 
 # A range so wide that the LR blows the loss up long before three tests can agree.
@@ -154,7 +154,7 @@ def test_the_switch_rolls_back_to_the_weights_of_the_lowest_loss(monkeypatch, ca
     """The weights at a switch were trained past the minimum (the loss has risen by then):
     the decay starts from the snapshot of the test interval with the lowest loss."""
     from keras_autowu.core import snapshot as weight_snapshot
-    from test_bad_input import fit_on_losses
+    from helpers import fit_on_losses
 
     restored = []
     monkeypatch.setattr(weight_snapshot.WeightSnapshot, "restore", lambda self, **kwargs: restored.append(self.step))

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from keras_autowu.autowu.config import Departures
 import keras_autowu
+from keras_autowu.autowu.config import Departures
 from keras_autowu.autowu import flat_start
 from keras_autowu.autowu import schedule
 from keras_autowu.autowu.config import AutoWUConfig
-from test_progress_gate import drive
+from helpers import drive
 
 
 def noisy(level, steps, noise=0.02, seed=0):

@@ -14,7 +14,7 @@ import tensorflow as tf
 import keras_autowu
 from keras_autowu.core.keras_compat import IS_KERAS_3, keras
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = os.path.join(os.path.dirname(__file__), "..", "data")
 STEPS_PER_EPOCH, EPOCHS, SAVED_AFTER = 8, 12, 5
 
 

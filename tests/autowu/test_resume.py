@@ -8,9 +8,8 @@ import pytest
 import tensorflow as tf
 
 import keras_autowu
-from conftest import IS_KERAS_3, classification_data, tiny_classifier
-from keras_autowu.core.keras_compat import keras
-from test_callback import EXPLODING, learning_rate_trace
+from helpers import EXPLODING, Preempted, PreemptAt, classification_data, learning_rate_trace, tiny_classifier
+from keras_autowu.core.keras_compat import IS_KERAS_3, keras
 
 # This run's warmup ends as a divergence at step 36. The roll-back's snapshot lives in
 # memory and does not survive a restart, so it is off here: with it on, a run resumed
@@ -18,22 +17,6 @@ from test_callback import EXPLODING, learning_rate_trace
 RUN = dict(EXPLODING, rollback_on_divergence=False)
 STEPS_PER_EPOCH, EPOCHS = 8, 12
 TOTAL_STEPS = STEPS_PER_EPOCH * EPOCHS
-
-
-class Preempted(Exception):
-    pass
-
-
-class PreemptAt(keras.callbacks.Callback):
-    """Raises before the optimizer's step `step`, as a preemption would stop the run."""
-
-    def __init__(self, step):
-        super().__init__()
-        self.step = step
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) == self.step:
-            raise Preempted(self.step)
 
 
 def train(callbacks=(), autowu_first=True, initial_epoch=0, model=None, autowu=None):

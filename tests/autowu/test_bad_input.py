@@ -4,38 +4,14 @@ import warnings
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from keras_autowu.autowu.config import Departures
 import keras_autowu
+from keras_autowu.autowu.config import Departures
 from keras_autowu.core import run_state
 from keras_autowu.core.keras_compat import keras
-from test_callback import learning_rate_trace
+from helpers import fit_on_losses, label_mean
 
 BATCH = 8
-
-
-def label_mean(y_true, y_pred):
-    """The loss of a batch is the mean of its labels: the test writes the losses."""
-    return tf.reshape(y_true, [-1]) + 0.0 * tf.reshape(y_pred, [-1])
-
-
-def fit_on_losses(step_losses, epochs, **autowu_kwargs):
-    """fit() whose step i has loss step_losses[i]; returns (autowu, LR trace, warnings)."""
-    step_losses = np.asarray(step_losses, np.float32)
-    steps_per_epoch = step_losses.size // epochs
-    features = np.zeros((step_losses.size * BATCH, 4), "float32")
-    dataset = tf.data.Dataset.from_tensor_slices((features, np.repeat(step_losses, BATCH))).batch(BATCH)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    model.compile(optimizer=keras.optimizers.SGD(momentum=0.9), loss=label_mean)
-    metric, trace = learning_rate_trace(model.optimizer, step_losses.size)
-    model.compile(optimizer=model.optimizer, loss=label_mean, metrics=[metric])
-    autowu_kwargs.setdefault("verbose", 0)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        autowu = keras_autowu.AutoWU(steps_per_epoch=steps_per_epoch, **autowu_kwargs)
-        model.fit(dataset.repeat(), epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=[autowu], verbose=0)
-    return autowu, trace.numpy(), [str(w.message) for w in caught]
 
 
 def parabola(steps, seed=0):

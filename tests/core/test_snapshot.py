@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import keras_autowu
-from conftest import classification_data, tiny_classifier
+from helpers import classification_data, tiny_classifier
 
 
 def trained(optimizer):

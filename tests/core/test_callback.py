@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import keras_autowu
-from conftest import classification_data, tiny_classifier
+from helpers import classification_data, tiny_classifier
 from keras_autowu.core.keras_compat import IS_KERAS_3, keras
 
 X, Y = classification_data(256)
