@@ -2,7 +2,6 @@
 decisions), `StageCheckpoint` (the in-memory checkpoint) and the train-step hook that
 records each step's loss and sets each step's learning rate in the graph."""
 
-import numpy as np
 import tensorflow as tf
 
 from keras_autowu.core import step_hook
@@ -79,7 +78,7 @@ class AutoLRS(SchedulerCallback):
         if self._fit_start is None:
             self._fit_start = self._read_from = self._epoch_first_step
             self._variables.start_run(self._fit_start)
-            self._table = np.zeros(self.scheduler.total_steps + 1, np.float32)
+            self._start_table(self._variables, self._fit_start)
             if epoch == 0:
                 self.scheduler.reset()
             else:  # BackupAndRestore or fit(initial_epoch=...): the in-memory checkpoint is gone
@@ -87,7 +86,7 @@ class AutoLRS(SchedulerCallback):
                 self.scheduler.resume(self._fit_start, rate)
                 if self.config.verbose:
                     print(f"AutoLRS: resuming at step {self._fit_start}; a stage cut short starts again from here.")
-            self._write_table(self._fit_start)
+            self._write_learning_rates(self._fit_start)
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self._epoch_first_step + batch
@@ -98,24 +97,13 @@ class AutoLRS(SchedulerCallback):
         self._read_from = step
         validation = self._validation_loss(self._validation_dataset) if scheduler.validation_due(step) else None
         self._carry_out(scheduler.observe(losses, validation_loss=None if validation is None else float(validation)))
-        self._write_table(step)
+        self._write_learning_rates(step)
 
     def _snapshot(self, request):
         self.checkpoint.save()
 
     def _restore(self, request):
         self.checkpoint.restore(request.velocity_scale)
-
-    def _write_table(self, step):
-        """The learning rate of every step from `step` to the next boundary, and the same
-        after it (a boundary that falls inside a chunk is acted on at the chunk's end)."""
-        scheduler = self.scheduler
-        stop = min(max(scheduler.next_boundary(), step + 1), scheduler.total_steps)
-        rates = scheduler.learning_rates(step, stop)
-        offset = self._fit_start
-        self._table[step - offset : stop - offset] = rates
-        self._table[stop - offset :] = rates[-1] if rates.size else self._table[step - offset]
-        self._variables.set_learning_rates(self._table)
 
     def _epoch_learning_rate(self, epoch):
         step = min(self._epoch_first_step + self.steps_per_epoch, self.scheduler.total_steps) - 1

@@ -136,6 +136,7 @@ class AutoWU(SchedulerCallback):
     def on_train_begin(self, logs=None):
         if self._variables is None:  # set_params was not called by fit (Keras 2 does)
             self._attach(self.params)
+        self._start_table(self._variables)
         self._hook = step_hook.TrainStepHook(self._variables)
         self._hook.install(self.model)
         self._run_started = False
@@ -229,9 +230,6 @@ class AutoWU(SchedulerCallback):
         if self.scheduler.state != before:
             self._write_learning_rates()
         self._carry_out(requests)
-
-    def _write_learning_rates(self):
-        self._variables.set_learning_rates(self.scheduler.learning_rates(0, self.scheduler.total_steps + 1))
 
     def _snapshot(self, request):
         # A model built by its first batch (tf_keras: a Sequential without Input) has

@@ -10,10 +10,14 @@ requests it returns. This base class holds what is the same for the three:
   (CSVLogger, TensorBoard) find the learning rate it writes into the epoch's logs;
 - the run's length, from `fit` unless given;
 - the requests: each kind goes to the subclass's method of its name;
+- the learning rates: the table that the step hook (`step_hook`) reads each step's
+  learning rate from, written from the controller's `learning_rates`;
 - `logs["learning_rate"]` at each epoch's end.
 """
 
 import warnings
+
+import numpy as np
 
 from keras_autowu.core import checks, keras_compat
 from keras_autowu.core.keras_compat import keras
@@ -87,6 +91,22 @@ class SchedulerCallback(keras.callbacks.Callback):
         """Each request to the method of its kind: `_snapshot`, `_restore`, `_discard`."""
         for request in requests:
             getattr(self, f"_{request.kind}")(request)
+
+    def _start_table(self, variables, first_step=0):
+        """The run variables whose table the step hook reads, with the run's step of
+        its slot 0 (the fit's first, where the variables do not survive a restart)."""
+        self._variables = variables
+        self._table_first_step = first_step
+        self._table = np.zeros(variables.total_steps + 1, np.float32)
+
+    def _write_learning_rates(self, start=0):
+        """The controller's learning rate of every step from run step `start` to the
+        run's end into the table; the last also for the steps past the end."""
+        rates = self.scheduler.learning_rates(start, self.scheduler.total_steps + 1)
+        at = start - self._table_first_step
+        self._table[at : at + rates.size] = rates
+        self._table[at + rates.size :] = rates[-1]
+        self._variables.set_learning_rates(self._table)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:

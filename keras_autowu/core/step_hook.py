@@ -1,4 +1,4 @@
-"""The in-graph part of AutoWU: what runs inside every train step.
+"""The in-graph part of the schedulers: what runs inside every train step.
 
 `model.compute_loss` is the override point that every built-in train_step calls, in
 Keras 3 and in Keras 2 alike, once per step and before the optimizer applies the
@@ -22,11 +22,16 @@ from keras_autowu.core import keras_compat
 
 
 class TrainStepHook:
-    """Graph code for one run over its `RunVariables`; see the module docstring."""
+    """Graph code for one run over its `RunVariables`; see the module docstring.
 
-    def __init__(self, run_variables):
+    `before_train_step(data)`, if given, is graph code of the scheduler's own that
+    runs at the start of every train step, before the model's (factor search's probe).
+    """
+
+    def __init__(self, run_variables, before_train_step=None):
         self._variables = run_variables.tf_variables()
         self._total_steps = run_variables.total_steps
+        self._before_train_step = before_train_step
 
     def on_step(self, loss, optimizer, batch_size=None):
         """Graph code for one step: record `loss`, set this step's learning rate.
@@ -64,6 +69,8 @@ class TrainStepHook:
         def wrap_train_step(original):
             @functools.wraps(original)
             def train_step(*args, **kwargs):
+                if self._before_train_step is not None:
+                    self._before_train_step(*args, **kwargs)
                 tracing_train_step[0] = True
                 try:
                     return original(*args, **kwargs)

@@ -5,7 +5,7 @@ import warnings
 
 import tensorflow as tf
 
-from keras_autowu.core import checks
+from keras_autowu.core import checks, run_state, step_hook
 from keras_autowu.core.callback import SchedulerCallback
 from keras_autowu.factor_search import probe as factor_probe
 from keras_autowu.factor_search import probe_record
@@ -78,7 +78,10 @@ class FactorSearch(SchedulerCallback):
         self._probe = factor_probe.FactorProbe(
             model, self.config.factors, self.config.direction, self.config.probe_batch_size, self.config.seed
         )
-        self._probe.install(model)
+        # Each step's learning rate from a table in the graph, as AutoWU's and AutoLRS's.
+        self._variables = run_state.unsaved(model, self.scheduler.total_steps, "factor_search")
+        step_hook.TrainStepHook(self._variables, before_train_step=self._probe.before_train_step).install(model)
+        self._probe.make_train_functions()
         if self._record is None:  # set_params was not called by fit
             self._attach(self.params)
         self._run_start = None
@@ -112,13 +115,11 @@ class FactorSearch(SchedulerCallback):
             self._run_start = iterations
             scheduler.reset()
             self._record.start_run(iterations, scheduler.learning_rate)
-            _set_learning_rate(self.model.optimizer, scheduler.learning_rate)
         else:  # BackupAndRestore or fit(initial_epoch=...)
             self._run_start = iterations - epoch * scheduler.steps_per_epoch
             step = iterations - self._run_start
             if self._record.run_start() == self._run_start:  # the probes were saved: replay them
                 scheduler.set_state(self._record.scheduler_state(scheduler.steps_per_epoch, scheduler.total_epochs))
-                _set_learning_rate(self.model.optimizer, scheduler.learning_rate)
                 how = f"{len(scheduler.updates)} updates replayed"
             else:  # a checkpoint without them: go on from the optimizer's learning rate
                 scheduler.resume(step, _learning_rate(self.model.optimizer))
@@ -126,6 +127,10 @@ class FactorSearch(SchedulerCallback):
                 how = "no probes saved before it"
             if self.config.verbose:
                 print(f"FactorSearch: resuming at step {step} ({how}), learning rate {scheduler.learning_rate:.4g}.")
+        self._fit_start = iterations - self._run_start  # the run's step at the table's first slot
+        self._variables.start_run(self._fit_start)
+        self._start_table(self._variables, self._fit_start)
+        self._write_learning_rates(iterations - self._run_start)
         self._weights = None
         if self.rollback_on_divergence and self.model.built:
             build_optimizer_slots(self.model)
@@ -142,12 +147,17 @@ class FactorSearch(SchedulerCallback):
         """Reads the probe requested at step `pending`, once the steps before `step` ran it."""
         if self._pending is None or step < self._pending + self._probe.steps_to_result:
             return
-        step, self._pending = self._pending, None
+        now, (step, self._pending) = step, (self._pending, None)
         self._probe.release()
         losses, base = self._probe.losses.numpy(), float(self._probe.base_loss.numpy())
         self._record.append(step, base, losses)
         self._carry_out(self.scheduler.observe([], probe=(step, losses, base)))
-        _set_learning_rate(self.model.optimizer, self.scheduler.learning_rate)
+        self._write_learning_rates(now)
+
+    def _write_learning_rates(self, start=0):
+        super()._write_learning_rates(start)
+        # A "gradient" probe reads it before the next step's hook sets it.
+        self.model.optimizer.learning_rate.assign(self.scheduler.learning_rate)
 
     def _snapshot(self, request):
         if self.rollback_on_divergence:
@@ -169,7 +179,7 @@ class FactorSearch(SchedulerCallback):
     def on_train_end(self, logs=None):
         # A probe requested too late to run (at the run's last step) is dropped.
         self._pending = None
-        factor_probe.uninstall(self.model)
+        step_hook.uninstall(self.model)
         self._weights = None
 
     def _replace_snapshot_if_finite(self, step):
@@ -188,7 +198,3 @@ class FactorSearch(SchedulerCallback):
 
 def _learning_rate(optimizer):
     return float(tf.convert_to_tensor(optimizer.learning_rate).numpy())
-
-
-def _set_learning_rate(optimizer, value):
-    optimizer.learning_rate.assign(value)

@@ -49,6 +49,7 @@ class FactorProbe:
 
     def __init__(self, model, factors, direction="update", probe_batch_size=32, seed=0):
         self._model = model
+        self._probing = False  # which train function is being traced (see make_train_functions)
         self._factors = tuple(float(f) for f in factors)
         self._direction = direction
         self._rows = probe_batch_size
@@ -206,31 +207,44 @@ class FactorProbe:
         self._probing = function is self._probing_function
         keras_compat.set_train_function(self._model, function)
 
+    def before_train_step(self, data):
+        """Graph code at the start of the train step (`TrainStepHook`'s
+        `before_train_step`): a requested probe, traced only into the probing train
+        function."""
+        if not self._probing:
+            return
+        stage = self.stage.read_value()
+        if self._direction == "gradient":
+            learning_rate = tf.convert_to_tensor(self._model.optimizer.learning_rate)
+            self._when(stage == 1, self._gradient_probe, data, learning_rate)
+            self._assign([self.stage], [tf.zeros_like(stage)])
+        else:
+            self._when(stage == 2, self._update_probe, data)
+            self._when(stage == 1, self._save_start)
+            self._assign([self.stage], [tf.where(stage == 1, 2, 0)])
+
     def install(self, model):
-        """Gives the model two train functions: the plain one, with no probe op in any
-        step, and one that carries out a requested probe; `request` and `release`
-        switch between them, so that the steps between updates cost nothing extra."""
+        """For a loop of `train_on_batch` without the schedulers' step hook: the probe
+        alone at the start of the model's train step; `uninstall` takes it off."""
+
         def wrap_train_step(original):
             @functools.wraps(original)
             def train_step(data):
-                if not self._probing:
-                    return original(data)
-                stage = self.stage.read_value()
-                if self._direction == "gradient":
-                    learning_rate = tf.convert_to_tensor(model.optimizer.learning_rate)
-                    self._when(stage == 1, self._gradient_probe, data, learning_rate)
-                    self._assign([self.stage], [tf.zeros_like(stage)])
-                else:
-                    self._when(stage == 2, self._update_probe, data)
-                    self._when(stage == 1, self._save_start)
-                    self._assign([self.stage], [tf.where(stage == 1, 2, 0)])
+                self.before_train_step(data)
                 return original(data)
 
             return train_step
 
         keras_compat.patch_model_methods(model, train_step=wrap_train_step)
-        self._probing_function = keras_compat.retrace_train_function(model)
-        self._plain_function = keras_compat.retrace_train_function(model)
+        self.make_train_functions()
+
+    def make_train_functions(self):
+        """Gives the model, whose train step calls `before_train_step`, two train
+        functions: the plain one, with no probe op in any step, and one that carries
+        out a requested probe; `request` and `release` switch between them, so that the
+        steps between updates cost nothing extra."""
+        self._probing_function = keras_compat.retrace_train_function(self._model)
+        self._plain_function = keras_compat.retrace_train_function(self._model)
         self._use(self._plain_function)
 
     def probe(self, x, y, learning_rate):
@@ -254,5 +268,5 @@ def _nothing():
 
 
 def uninstall(model):
-    """Removes the probe's wrapper, if any, and makes Keras retrace without it."""
+    """Removes `FactorProbe.install`'s wrapper, if any, and makes Keras retrace without it."""
     keras_compat.unpatch_model_methods(model)
