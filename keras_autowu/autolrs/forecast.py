@@ -43,8 +43,8 @@ points.
 import numpy as np
 
 from keras_autowu.core import blas
+from keras_autowu.gp.bayes_opt import NAN_SCORE
 
-NAN_SCORE = 1e6  # the reference's score for a series with a NaN
 SPLINE_DEGREE = 2
 TRAINING_FILTER = dict(share=0.03, rounds=10)
 DROPPABLE_SHARE = 0.5  # only points before this share of the series may be dropped

@@ -156,16 +156,9 @@ class AutoWUScheduler(WarmupTest, Guard, Handover):
         self._warn_about_the_run_length()
 
     def _warn_about_the_run_length(self):
-        plan, interval = self.plan, self.test_interval
-        text = None
-        if self._warmup_rounds_to_nothing():
-            text = messages.run_too_short_for_a_warmup(self.total_steps, self.config.max_warmup_fraction)
-        elif 0 < plan.max_warmup_steps <= interval:
-            text = messages.no_test_in_the_warmup(interval, plan.max_warmup_steps, self.total_steps)
-        elif 0 < (plan.max_warmup_steps - 1) // interval < 2 * self.config.patience:
-            # A test at the cap itself would come too late: the warmup is over.
-            tests = (plan.max_warmup_steps - 1) // interval
-            text = messages.too_few_tests(tests, self.config.patience, auto_test_interval(plan), interval)
+        text = messages.run_length_warning(
+            self.plan, self.test_interval, self.config, auto_test_interval(self.plan), self._warmup_rounds_to_nothing()
+        )
         if text:
             warnings.warn(text, UserWarning, stacklevel=user_stacklevel())
 

@@ -6,6 +6,18 @@ Each function returns the text; the controller prints it (with `verbose`) or war
 import numpy as np
 
 
+def run_length_warning(plan, interval, config, auto_interval, no_warmup_step):
+    """What to say of a run too short for the warmup and its tests, or None."""
+    if no_warmup_step:
+        return run_too_short_for_a_warmup(plan.total_steps, config.max_warmup_fraction)
+    if 0 < plan.max_warmup_steps <= interval:
+        return no_test_in_the_warmup(interval, plan.max_warmup_steps, plan.total_steps)
+    tests = (plan.max_warmup_steps - 1) // interval  # a test at the cap itself comes too late
+    if 0 < tests < 2 * config.patience:
+        return too_few_tests(tests, config.patience, auto_interval, interval)
+    return None
+
+
 def run_too_short_for_a_warmup(total_steps, max_warmup_fraction):
     return (
         f"AutoWU: the run's {total_steps} steps are too short for a warmup "

@@ -36,8 +36,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from keras_autowu.autolrs.forecast import NAN_SCORE
-
+# The score of an explored learning rate whose loss was not finite (the reference's).
+NAN_SCORE = 1e6
 KAPPA = 1e6
 NUM_CANDIDATES = 1001
 SEPARATION = 0.25  # over the number of points explored: see `LearningRateSearch`
