@@ -24,6 +24,9 @@ import warnings
 import numpy as np
 
 PATH = os.path.join(os.path.dirname(__file__), "data", "decision_traces.json")
+# The NumPy the traces were recorded with: its exp and log may differ from another
+# version's in the last bit, so only there is every float compared to the bit.
+RECORDED_WITH_NUMPY = "2.4.6"
 
 
 class SimulatedNetwork:
