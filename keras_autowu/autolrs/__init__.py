@@ -1,0 +1,1 @@
+"""AutoLRS: the learning rate found stage by stage by Bayesian optimisation."""

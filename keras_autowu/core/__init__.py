@@ -1,0 +1,1 @@
+"""The machinery the three schedulers share: the Keras glue, the run's variables, the in-graph hook, snapshots, checks."""

@@ -47,11 +47,15 @@ class WeightSnapshot:
             variable.assign(value * scale if variable_ref(variable) in self._velocities else value)
 
 
-def saved_variables(model, exclude=()):
-    """What a snapshot copies: the model's weights and the optimizer's slots, without
-    its step counter, its learning rate and `exclude` (a scheduler's own variables)."""
+def saved_variables(model, exclude=(), step_counter=False):
+    """What a copy of the training state holds, `WeightSnapshot` and `StageCheckpoint`
+    alike: the model's weights and the optimizer's slots, without its learning rate
+    (the scheduler's to set), `exclude` (a scheduler's own variables) and, unless
+    `step_counter`, its step counter."""
     optimizer = model.optimizer
-    skip = set(exclude) | {variable_ref(optimizer.iterations), variable_ref(optimizer.learning_rate)}
+    skip = set(exclude) | {variable_ref(optimizer.learning_rate)}
+    if not step_counter:
+        skip.add(variable_ref(optimizer.iterations))
     return list(model.weights) + [v for v in optimizer_variables(optimizer) if variable_ref(v) not in skip]
 
 

@@ -16,7 +16,8 @@ explored one; `restore(velocity_scale=new / old)` gives the PyTorch behaviour.
 
 import tensorflow as tf
 
-from keras_autowu.core.keras_compat import optimizer_variables, sgd_velocity_refs, tf_variable, variable_ref
+from keras_autowu.core.keras_compat import sgd_velocity_refs, tf_variable, variable_ref
+from keras_autowu.core.snapshot import saved_variables
 
 
 class StageCheckpoint:
@@ -24,11 +25,10 @@ class StageCheckpoint:
     and not `exclude`); `save()` and `restore()` them."""
 
     def __init__(self, model, exclude=()):
-        optimizer = model.optimizer
-        skip = set(exclude) | {variable_ref(optimizer.learning_rate)}
-        variables = list(model.weights) + [v for v in optimizer_variables(optimizer) if variable_ref(v) not in skip]
+        # AutoLRS's stages restore the step counter too, as the reference's state_dict does.
+        variables = saved_variables(model, exclude, step_counter=True)
         self._variables = [tf_variable(v) for v in variables]
-        velocity_refs = sgd_velocity_refs(optimizer)
+        velocity_refs = sgd_velocity_refs(model.optimizer)
         self._is_velocity = [variable_ref(v) in velocity_refs for v in variables]
         with model.distribute_strategy.scope():
             self._copies = [

@@ -1,0 +1,1 @@
+"""The Gaussian processes: AutoWU's "minimum passed?" test and AutoLRS's search."""
