@@ -33,7 +33,9 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import keras_autowu
-from keras_autowu.core.keras_compat import keras
+import tensorflow as tf
+
+keras = tf.keras  # Keras 3, or Keras 2 (tf_keras) with TF_USE_LEGACY_KERAS=1
 
 keras.utils.set_random_seed(0)
 EPOCHS = int(sys.argv[2]) if len(sys.argv) > 2 else 30

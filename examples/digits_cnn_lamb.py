@@ -34,7 +34,9 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import keras_autowu
-from keras_autowu.core.keras_compat import IS_KERAS_3, keras
+import tensorflow as tf
+
+keras = tf.keras  # Keras 3, or Keras 2 (tf_keras) with TF_USE_LEGACY_KERAS=1
 
 keras.utils.set_random_seed(0)
 
@@ -72,7 +74,7 @@ def make_model():
 
 
 def make_lamb():
-    if IS_KERAS_3:
+    if hasattr(keras.optimizers, "Lamb"):  # Keras 3
         return keras.optimizers.Lamb(weight_decay=1e-4)
     import tensorflow_addons as tfa  # LAMB on the Keras 2 stack (TensorFlow 2.15)
 

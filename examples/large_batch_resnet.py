@@ -35,7 +35,8 @@ import numpy as np
 import tensorflow as tf
 
 import keras_autowu
-from keras_autowu.core.keras_compat import IS_KERAS_3, keras
+
+keras = tf.keras  # Keras 3, or Keras 2 (tf_keras) with TF_USE_LEGACY_KERAS=1
 
 """
 ## Choose the hardware
@@ -108,7 +109,7 @@ def make_resnet(num_classes=10):
 
 
 def make_lamb():
-    if IS_KERAS_3:
+    if hasattr(keras.optimizers, "Lamb"):  # Keras 3
         return keras.optimizers.Lamb(weight_decay=1e-4)
     import tensorflow_addons as tfa  # LAMB on the Keras 2 stack
 

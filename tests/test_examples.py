@@ -43,3 +43,16 @@ def test_autolrs_example_runs(tmp_path):
     stdout = run_example("autolrs_digits.py", plot, 10)
     assert stdout.count("AutoLRS: stage ") >= 2
     assert "test accuracy" in stdout and plot.exists()
+
+
+@pytest.mark.parametrize("script", sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".py")))
+def test_examples_use_public_names_only(script):
+    """What a user copies from an example works with what `keras_autowu` exports."""
+    import re
+
+    import keras_autowu
+
+    text = open(os.path.join(EXAMPLES, script)).read()
+    assert not re.search(r"from keras_autowu\.|import keras_autowu\.", text), "imports a module of the package"
+    used = set(re.findall(r"keras_autowu\.(\w+)", text))
+    assert used and used <= set(keras_autowu.__all__), used - set(keras_autowu.__all__)
