@@ -1,6 +1,7 @@
 # make demo: set up .venv and train on scikit-learn's digits with AutoWU (writes autowu_digits.png)
 # make test: set up .venv and run the tests on Keras 3 and on Keras 2 (tf_keras)
 # make test-compat: the Keras 2 stack (TensorFlow 2.15, tensorflow-addons) in .venv-tf215
+# make docs: the docs site, with its API reference from the docstrings, in site/ (broken links fail it)
 # make bench: every benchmark of AutoWU, then docs/benchmarks.md and its plots (54 minutes on 2 cores with three seeds)
 # make bench-autowu: after a change to AutoWU alone, its rows of section 3 (defaults, gp_minimum) again, the baselines kept
 # make bench-user-fits: first-hour fits with AutoWU's defaults against a constant LR (section 8)
@@ -13,7 +14,7 @@ COMPAT_VENV ?= .venv-tf215
 COMPAT_PINS = tensorflow==2.15.1 tensorflow-probability==0.23.0 tf-keras==2.15.1 tensorflow-addons==0.23.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-compat bench bench-user-fits bench-autowu bench-factor-search bench-autolrs report
+.PHONY: demo test test-compat docs bench bench-user-fits bench-autowu bench-factor-search bench-autolrs report
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,13 @@ test: $(VENV)/.installed
 
 test-compat: $(COMPAT_VENV)/.installed
 	$(COMPAT_VENV)/bin/python -m pytest
+
+$(VENV)/.docs: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 RESULTS = docs/benchmarks
 CLAIM = $(VENV)/bin/python benchmarks/paper_claim.py --threads 1
