@@ -92,7 +92,8 @@ model.compile(
 ## Train with AutoWU
 
 The callback takes the steps per epoch and the number of epochs from `fit`. Nothing
-else is needed; `verbose=1` prints a line when the warmup ends.
+else is needed; `verbose=1` prints a line or two at each decision, and a summary at
+the end of `fit`.
 """
 
 autowu = keras_autowu.AutoWU(verbose=1)
@@ -114,12 +115,7 @@ history = model.fit(
 fit at the switch.
 """
 
-scheduler = autowu.scheduler
-switch = scheduler.switch
-if switch is not None:
-    print(f"warmup ended at step {switch.step} of {scheduler.total_steps}, learning rate {switch.handover_lr:.3g}")
-else:
-    print(f"the warmup ran to its cap ({scheduler.state.warmup_end} steps)")
+scheduler = autowu.scheduler  # AutoWU printed its summary at the end of fit
 print(f"GP tests: {len(scheduler.tests)}, positive: {sum(t.positive for t in scheduler.tests)}")
 test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
 print(f"test accuracy {test_accuracy:.4f}, test loss {test_loss:.4f}")

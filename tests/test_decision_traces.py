@@ -58,7 +58,7 @@ def test_every_scheduler_and_event_is_recorded():
     kinds = {decision_traces.CASES[name]["scheduler"] for name in RECORDED}
     assert kinds == {"autowu", "factor_search", "autolrs"}
     text = " ".join(m for trace in RECORDED.values() for m in trace["messages"])
-    for event in ("positive tests in a row", "rescue", "reached its cap", "diverged"):
+    for event in ("tests in a row agree", "rescue", "ran its full length", "the warmup ends at step"):
         assert event in text, event
     assert any(r[0] == "restore" for trace in RECORDED.values() for chunk in trace["requests"] for r in chunk)
     assert any(["resume", -1] in chunk for trace in RECORDED.values() for chunk in trace["requests"])

@@ -5,7 +5,7 @@ import math
 import warnings
 import weakref
 
-from keras_autowu.autowu.config import AutoWUConfig
+from keras_autowu.autowu.config import AutoWUConfig, Departures
 from keras_autowu.autowu.controller import AutoWUScheduler
 from keras_autowu.core import checks, run_state, step_hook
 from keras_autowu.core.callback import SchedulerCallback
@@ -71,6 +71,9 @@ class AutoWU(SchedulerCallback):
         checks.check_bool("AutoWU", "rollback_on_divergence", rollback_on_divergence)
         if rollback_on_divergence and self.config.reference:
             checks.fail("AutoWU", "rollback_on_divergence", True, "`rollback_on_divergence`=False or None with reference=True, which is the reference's")
+        if not rollback_on_divergence and not self.config.reference:
+            # No copies asked for, and none said to be put back.
+            departures = dataclasses.replace(departures or Departures(), snapshots=False)
         self.departures = departures
         self.rollback_on_divergence = rollback_on_divergence
         self._variables = self._hook = None
@@ -219,6 +222,8 @@ class AutoWU(SchedulerCallback):
         optimizer = self.model.optimizer
         _FITS_ENDED[optimizer] = int(self._variables.step_offset.numpy())
         optimizer.learning_rate.assign(self.scheduler.learning_rate_after_run())
+        if self.config.verbose:
+            print(self.scheduler.summary())
 
     def _sync(self, done):
         """Hands the scheduler the losses of the steps since the last sync (up to `done`)."""
@@ -242,16 +247,14 @@ class AutoWU(SchedulerCallback):
 
     def _restore(self, request):
         snapshot = self._snapshots.get(request.step)
-        if not self.rollback_on_divergence or snapshot is None:
+        if snapshot is None:
+            # A model built by its first batch had no weights to copy at that step.
+            if self.config.verbose:
+                print(f"AutoWU: no copy of step {request.step}'s weights to go back to; training goes on from these.")
             return
         # The snapshot is kept: a later rescue may need it again.
         done = self.scheduler.steps_done
         snapshot.restore(learning_rate=self.scheduler.learning_rates(done, done + 1)[0])
-        if self.config.verbose:
-            print(
-                f"AutoWU: weights and optimizer state rolled back to step "
-                f"{snapshot.step}, the test with the lowest loss so far."
-            )
 
 
 # Optimizers whose last fit with AutoWU ended in this process -> that run's step offset.

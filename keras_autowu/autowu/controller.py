@@ -372,14 +372,20 @@ class AutoWUScheduler(WarmupTest, Guard, Handover):
             if self.snapshot_step is not None:
                 self._request("restore", self.snapshot_step)
         self._say(messages.switch(
-            record, self.divergence, self._lr_choice_named(), self.config.patience, sum(self._recent_positives),
-            record.step == self._warmup_cap(), self.config.immediate_cooldown,
+            record, self.divergence, self.velocity_momentum if self._corrects_for_velocity else None,
+            self.config.patience, sum(self._recent_positives), record.step == self._warmup_cap(),
+            self.config.immediate_cooldown, self.snapshot_step if restore else None,
         ))
 
-    def _lr_choice_named(self):
-        if self._corrects_for_velocity:
-            return f"momentum_corrected, for a velocity of momentum {self.velocity_momentum:g}"
-        return self.config.lr_choice
+    def summary(self):
+        """One line: where the run is, where its warmup ended and at what learning rate,
+        and how many rescues it took."""
+        last = max(self.steps_done - 1, 0)
+        return messages.summary(
+            None if self.switch is None else self.switch.step, None if self.switch is None else self.switch.handover_lr,
+            self.total_steps, self.steps_done, len(self.rescues), self.state.warmup_end, self.state.decay_base_lr,
+            float(self.learning_rates(last, last + 1)[0]),
+        )
 
     def _say_the_cap_was_reached(self, step):
         last = self.plan.warmup_lr(step - 1, self.state.fast_end) if self._corrects_for_velocity else None

@@ -42,9 +42,8 @@ class Guard:
         # Two intervals in a row, as in the warmup; a drift is slower than a blow-up
         # and caught sooner (see `progress`).
         if verdict.risen_in_a_row >= 2 or verdict.drifted_in_a_row >= 2:
-            how = "" if verdict.risen_in_a_row >= 2 else ", more than twice the best"
-            best = min(self.progress.interval_means)
-            reason = f"{messages.rose(self._interval_start, step - 1, verdict.mean, best)}{how}, the second interval in a row"
+            best, drift = min(self.progress.interval_means), verdict.risen_in_a_row < 2
+            reason = f"{messages.rose(self._interval_start, step - 1, verdict.mean, best, drift)}, for the second interval in a row"
         unbeaten = self._unbeaten_trial_best(verdict)
         if reason is None and unbeaten is not None:
             reason = messages.failed_trial(
@@ -67,7 +66,7 @@ class Guard:
         if self.snapshot_step is not None:
             self._request("restore", self.snapshot_step)
         self._say(messages.rescue(
-            len(self.rescues), self.config.max_rescues, step, self.phase, reason, before, rescue.learning_rate, rescue.restore_step
+            len(self.rescues), self.config.max_rescues, step, reason, before, rescue.learning_rate, rescue.restore_step
         ))
 
     def _start_trial(self):

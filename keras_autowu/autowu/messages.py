@@ -58,33 +58,38 @@ def test_interval_rounded(test_interval, interval, aligned, chunk, steps_per_epo
     )
 
 
+def _steps(first, last):
+    return f"step {first}" if first == last else f"steps {first}-{last}"
+
+
 def loss_has_moved(step, learning_rate, speedup):
     return (
-        f"AutoWU: the loss has moved by step {step} (learning rate "
-        f"{learning_rate:.4g}); the warmup climbs at its steady "
-        f"pace from here, {speedup} times slower than over the flat start."
+        f"AutoWU: the loss started to fall by step {step} (learning rate {learning_rate:.4g}); "
+        f"the warmup climbs {speedup} times slower from here."
     )
 
 
-def rose(first_step, last_step, mean, best):
-    return f"the mean loss of steps {first_step}..{last_step} rose to {mean:.4g} (best {best:.4g})"
+def rose(first_step, last_step, mean, best, drift=False):
+    how = "more than twice" if drift else "far above"
+    return f"the mean loss of {_steps(first_step, last_step)} rose to {mean:.4g}, {how} its best of {best:.4g}"
 
 
 def failed_trial(intervals, switch_step, best, first_step, last_step, mean):
     return (
-        f"the handed-on learning rate failed its trial: the mean loss of none of the "
-        f"{intervals} interval{'s' if intervals > 1 else ''} since the switch at step "
-        f"{switch_step} fell below the warmup's best ({best:.4g}); "
-        f"steps {first_step}..{last_step}: {mean:.4g}"
+        f"the loss did not get back below the warmup's best ({best:.4g}) in the {intervals} test "
+        f"interval{'s' if intervals > 1 else ''} after the switch at step {switch_step} "
+        f"({_steps(first_step, last_step)}: {mean:.4g})"
     )
 
 
-def rescue(number, max_rescues, step, phase, reason, before, after, restore_step):
-    back = "" if restore_step is None else f"; restore the weights of step {restore_step}"
+def _back(restore_step):
+    return "" if restore_step is None else f"back to the weights of step {restore_step}; "
+
+
+def rescue(number, max_rescues, step, reason, before, after, restore_step):
     return (
-        f"AutoWU: rescue {number} of at most {max_rescues} at step "
-        f"{step}, in the {phase} phase: {reason}. Learning rate halved "
-        f"({before:.4g} -> {after:.4g}) from here on{back}."
+        f"AutoWU: rescue {number} of at most {max_rescues} at step {step}: {reason}.\n"
+        f"  {_back(restore_step).capitalize()}learning rate halved, {before:.4g} -> {after:.4g}."
     )
 
 
@@ -100,38 +105,43 @@ def rescues_spent(step, reason, rescues, max_rescues):
     )
 
 
-def cap_reached(step, positives, tests, base, last=None):
-    what = f"warmup's last learning rate, {base:.4g}"
-    if last is not None:
-        what = f"learning rate the velocity averaged over the climb, {base:.4g} (the warmup's last: {last:.4g})"
+def cap_reached(step, positives, tests, base, averaged_from=None):
+    what = f"{base:.4g}"
+    if averaged_from is not None:
+        what += f" (its last, {averaged_from:.4g}, as the optimizer's momentum averaged the climb)"
     return (
-        f"AutoWU: the warmup reached its cap at step {step} with no switch "
-        f"({positives} of {tests} tests positive); the decay starts at the "
-        f"{what}. The guard watches the loss from here."
+        f"AutoWU: the warmup ran its full length to step {step} with no switch ({positives} of {tests} "
+        f"tests positive); the decay starts at {what}."
     )
 
 
-def switch(record, divergence, lr_choice_named, patience, positives, at_cap, immediate_cooldown):
-    then = "cosine decay" if immediate_cooldown else "decay phase"
+def switch(record, divergence, corrected_by, patience, positives, at_cap, immediate_cooldown, restore_step):
+    """Two lines: why the warmup ends, and what follows."""
     if divergence is not None:
-        source = "the lowest finite loss" if divergence.fallback else f"the GP, {lr_choice_named}"
-        why = f"the warmup diverged at step {record.step}: {divergence.reason}"
-        how = f"learning rate set to {record.handover_lr:.4g} ({source})"
+        why = f"the warmup ends at step {record.step}: {divergence.reason}"
+        source = "the warmup's at its lowest finite loss" if divergence.fallback else "the GP's minimum over the finite losses"
     else:
-        tests = (
-            f"{patience} positive tests in a row" if positives >= patience
-            else f"{positives} of the last {patience} tests positive, the last "
-            + ("at the warmup's cap" if at_cap else "before the warmup's cap")
-        )
-        why = (
-            f"the loss minimum has passed at step {record.step} "
-            f"(p={np.median(record.passed_probability):.3f}, {tests})"
-        )
-        how = (
-            f"learning rate set to {record.handover_lr:.4g} ({lr_choice_named}; "
-            f"the GP's minimum is at {record.lr_at_minimum:.4g})"
-        )
-    return f"AutoWU: {why}; {how}, then {then}."
+        if positives >= patience:
+            tests = f"{patience} tests in a row agree"
+        else:
+            tests = "the test at the warmup's end agrees" if at_cap else "the last test before the warmup's end agrees"
+        why = f"the loss passed its minimum; the warmup ends at step {record.step} ({tests}, p={np.median(record.passed_probability):.3f})"
+        source = "the GP's minimum"
+    if corrected_by is not None:
+        source += f", {record.lr_at_minimum:.4g}, as the optimizer's momentum {corrected_by:g} averaged the climb"
+    then = "a cosine decay to 0" if immediate_cooldown else "the middle phase and the final decay"
+    return f"AutoWU: {why}.\n  {_back(restore_step).capitalize()}learning rate {record.handover_lr:.4g} ({source}), then {then}."
+
+
+def summary(switch_step, handover_lr, total_steps, steps_done, rescues, warmup_end, decay_base_lr, last_lr):
+    """One line at the end of a fit."""
+    if switch_step is not None:
+        how = f"the warmup ended at step {switch_step}, learning rate {handover_lr:.4g}"
+    elif steps_done >= warmup_end > 0:
+        how = f"the warmup ran its full length to step {warmup_end}, learning rate {decay_base_lr:.4g}"
+    else:
+        how = f"still in the warmup, learning rate {last_lr:.4g}"
+    return f"AutoWU: step {steps_done} of {total_steps}: {how}; {rescues} rescue{'' if rescues == 1 else 's'}."
 
 
 def gp_failure(step):

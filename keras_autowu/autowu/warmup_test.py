@@ -96,7 +96,7 @@ class WarmupTest:
             # No later test can confirm it, and the reference would hand the cap's learning
             # rate on, which is higher still: at the last tests, one risen interval will do.
             elif risen and self._is_last_chance(step):
-                where = "at the warmup's cap" if step == self._warmup_cap() else "at the last test before the warmup's cap"
+                where = "at the warmup's end" if step == self._warmup_cap() else "at the last test before the warmup's end"
                 reason = f"{risen}, {where}"
         record = self._gp_test(step)
         if reason is None:

@@ -120,7 +120,7 @@ def test_the_end_of_the_fast_climb_is_printed(capsys):
     scheduler = keras_autowu.AutoWUScheduler(50, 40, verbose=1)
     drive(scheduler, 200)
     step = scheduler.state.fast_end
-    assert f"AutoWU: the loss has moved by step {step} (learning rate " in capsys.readouterr().out
+    assert f"AutoWU: the loss started to fall by step {step} (learning rate " in capsys.readouterr().out
 
 
 def test_the_gp_minimum_maps_through_the_kinked_climb():
