@@ -55,6 +55,7 @@ bench: $(VENV)/.installed
 	mkdir -p $(RESULTS)
 	$(VENV)/bin/python benchmarks/gp_test_latency.py > $(RESULTS)/gp_test_latency.txt
 	$(VENV)/bin/python benchmarks/training_overhead.py > $(RESULTS)/training_overhead.txt
+	$(VENV)/bin/python benchmarks/startup.py > $(RESULTS)/startup.txt
 	$(CLAIM) --data digits $(CLAIM_SEEDS) --json $(RESULTS)/paper_claim_digits.json > $(RESULTS)/paper_claim_digits.txt & a=$$!; \
 	$(CLAIM) --data mnist1d $(CLAIM_SEEDS) --json $(RESULTS)/paper_claim_mnist1d.json > $(RESULTS)/paper_claim_mnist1d.txt & b=$$!; \
 	wait $$a && wait $$b

@@ -227,6 +227,8 @@ def main():
     for name in ("autolrs_digits", "autolrs_mnist1d", "autolrs_transformer"):
         path = folder / f"{name}.txt"
         printed[name] = path.read_text().strip() if path.exists() else "(run `make bench-autolrs`)"
+    path = folder / "startup.txt"
+    printed["startup"] = path.read_text().strip() if path.exists() else "(run `python benchmarks/startup.py`)"
     path = folder / "user_fits.txt"
     printed["user_fits"] = path.read_text().strip() if path.exists() else "(run `make bench-user-fits`)"
     template = (pathlib.Path(__file__).parent / "report_template.md").read_text()
