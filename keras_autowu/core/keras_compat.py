@@ -210,7 +210,7 @@ class _TrackedVariables(tf.Module):
         ]
 
 
-def wrap_load_own_variables(optimizer, wrap):
+def wrap_checkpoint_loading(optimizer, wrap):
     """Keras 3: replaces the optimizer's `load_own_variables(store)` (public, called
     when a checkpoint loads) on the instance by `wrap(original)`, once."""
     if not IS_KERAS_3 or "load_own_variables" in vars(optimizer):

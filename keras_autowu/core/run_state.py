@@ -100,7 +100,7 @@ def attach(model, total_steps):
     with model.distribute_strategy.scope():
         _tables.setdefault(optimizer, {})[total_steps] = _learning_rate_table(total_steps)
         _SAVED.add(model, _specs(total_steps))
-    keras_compat.wrap_load_own_variables(optimizer, functools.partial(_loading_version_0_1_checkpoints, optimizer))
+    keras_compat.wrap_checkpoint_loading(optimizer, functools.partial(_loading_version_0_1_checkpoints, optimizer))
     return find(optimizer, total_steps)
 
 
@@ -124,17 +124,17 @@ def find(optimizer, total_steps):
 
 
 def _loading_version_0_1_checkpoints(optimizer, keras_load):
-    """A Keras 3 optimizer's `load_own_variables` that also loads a checkpoint of
-    keras-autowu 0.1.0.
+    """A Keras 3 optimizer's checkpoint loading (`keras_load`) that also loads a
+    checkpoint of keras-autowu 0.1.0.
 
     0.1.0 saved a fourth variable after each run's three, its learning-rate table, and
     Keras 3 skips an optimizer whose saved variables differ in number
-    (`load_own_variables` in keras/src/optimizers/base_optimizer.py). When the saved
+    (keras_compat.wrap_checkpoint_loading says where). When the saved
     ones are exactly ours plus one table after each run's `autowu_step_offset`, the
     tables are dropped; anything else goes to Keras as it is.
     """
 
-    def load_own_variables(store):
+    def load(store):
         saved, index = [], 0
         for variable in optimizer.variables:
             saved.append(str(index))
@@ -147,7 +147,7 @@ def _loading_version_0_1_checkpoints(optimizer, keras_load):
         for key, variable in zip(saved, optimizer.variables):
             variable.assign(store[key])
 
-    return load_own_variables
+    return load
 
 
 def unsaved(model, total_steps, prefix):

@@ -35,16 +35,16 @@ class WeightSnapshot:
         optimizer = model.optimizer
         self._variables = saved_variables(model, exclude)
         self._values = [np.array(v.numpy()) for v in self._variables]
-        self._learning_rate = float(np.asarray(_value(optimizer.learning_rate)))
-        self._velocities = sgd_velocity_refs(optimizer)
+        self._saved_learning_rate = float(np.asarray(_value(optimizer.learning_rate)))
+        self._velocity_refs = sgd_velocity_refs(optimizer)
 
     def restore(self, learning_rate=None):
         """Puts the values back; `learning_rate`: the one the next steps will use."""
         scale = 1.0
-        if learning_rate is not None and self._learning_rate > 0:
-            scale = min(1.0, float(learning_rate) / self._learning_rate)
+        if learning_rate is not None and self._saved_learning_rate > 0:
+            scale = min(1.0, float(learning_rate) / self._saved_learning_rate)
         for variable, value in zip(self._variables, self._values):
-            variable.assign(value * scale if variable_ref(variable) in self._velocities else value)
+            variable.assign(value * scale if variable_ref(variable) in self._velocity_refs else value)
 
 
 def saved_variables(model, exclude=(), step_counter=False):
