@@ -378,14 +378,8 @@ class AutoWUScheduler(WarmupTest, Guard, Handover):
         ))
 
     def summary(self):
-        """One line: where the run is, where its warmup ended and at what learning rate,
-        and how many rescues it took."""
-        last = max(self.steps_done - 1, 0)
-        return messages.summary(
-            None if self.switch is None else self.switch.step, None if self.switch is None else self.switch.handover_lr,
-            self.total_steps, self.steps_done, len(self.rescues), self.state.warmup_end, self.state.decay_base_lr,
-            float(self.learning_rates(last, last + 1)[0]),
-        )
+        """One line: where the run is, where its warmup ended, at what learning rate, and its rescues."""
+        return messages.summary(self)
 
     def _say_the_cap_was_reached(self, step):
         last = self.plan.warmup_lr(step - 1, self.state.fast_end) if self._corrects_for_velocity else None

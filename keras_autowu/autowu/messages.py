@@ -133,15 +133,17 @@ def switch(record, divergence, corrected_by, patience, positives, at_cap, immedi
     return f"AutoWU: {why}.\n  {_back(restore_step).capitalize()}learning rate {record.handover_lr:.4g} ({source}), then {then}."
 
 
-def summary(switch_step, handover_lr, total_steps, steps_done, rescues, warmup_end, decay_base_lr, last_lr):
-    """One line at the end of a fit."""
-    if switch_step is not None:
-        how = f"the warmup ended at step {switch_step}, learning rate {handover_lr:.4g}"
-    elif steps_done >= warmup_end > 0:
-        how = f"the warmup ran its full length to step {warmup_end}, learning rate {decay_base_lr:.4g}"
+def summary(scheduler):
+    """One line at the end of a fit, from an `AutoWUScheduler`."""
+    done, warmup_end, rescues = scheduler.steps_done, scheduler.state.warmup_end, len(scheduler.rescues)
+    if scheduler.switch is not None:
+        how = f"the warmup ended at step {scheduler.switch.step}, learning rate {scheduler.switch.handover_lr:.4g}"
+    elif done >= warmup_end > 0:
+        how = f"the warmup ran its full length to step {warmup_end}, learning rate {scheduler.state.decay_base_lr:.4g}"
     else:
-        how = f"still in the warmup, learning rate {last_lr:.4g}"
-    return f"AutoWU: step {steps_done} of {total_steps}: {how}; {rescues} rescue{'' if rescues == 1 else 's'}."
+        last = max(done - 1, 0)
+        how = f"still in the warmup, learning rate {float(scheduler.learning_rates(last, last + 1)[0]):.4g}"
+    return f"AutoWU: step {done} of {scheduler.total_steps}: {how}; {rescues} rescue{'' if rescues == 1 else 's'}."
 
 
 def gp_failure(step):

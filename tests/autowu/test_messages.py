@@ -1,6 +1,7 @@
 """What AutoWU prints: one or two lines per decision, in plain words."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -71,5 +72,11 @@ def test_a_fit_ends_with_one_summary_line_and_says_each_roll_back_once(capsys):
     ],
 )
 def test_the_summary_says_where_the_warmup_ended(switch_step, warmup_end, steps_done, expected):
-    text = messages.summary(switch_step, 0.1, 1000, steps_done, 1, warmup_end, 0.2, 0.05)
+    scheduler = keras_autowu.AutoWUScheduler(100, 10, verbose=0)
+    scheduler.steps_done = steps_done
+    scheduler.state = scheduler.state._replace(warmup_end=warmup_end, decay_base_lr=0.2)
+    scheduler.rescues = [None]
+    if switch_step is not None:
+        scheduler.switch = SimpleNamespace(step=switch_step, handover_lr=0.1)
+    text = scheduler.summary()
     assert expected in text and text.endswith("; 1 rescue.")
