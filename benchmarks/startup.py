@@ -35,8 +35,8 @@ x = (x / 16.0).astype("float32")
 keras.utils.set_random_seed(0)
 model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)])
 model.compile(optimizer=keras.optimizers.Adam(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-callbacks = [keras_autowu.AutoWU(verbose=0)] if with_autowu else []
 start = time.perf_counter()
+callbacks = [keras_autowu.AutoWU(verbose=0)] if with_autowu else []
 model.fit(x, y, batch_size=32, epochs=epochs, callbacks=callbacks, verbose=0)
 print(json.dumps({"fit": time.perf_counter() - start, "import": imported}))
 """

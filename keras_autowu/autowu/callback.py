@@ -212,6 +212,8 @@ class AutoWU(SchedulerCallback):
         # The epoch's last step's: the optimizer's variable may already hold the
         # next one (Keras's extra step at the end of a dataset of unknown length).
         last_step = max(self.scheduler.steps_done - 1, 0)
+        if last_step >= self._table_first_step:  # the table holds it, to the bit
+            return self._table[last_step - self._table_first_step]
         return self.scheduler.learning_rates(last_step, last_step + 1)[0]
 
     def on_train_end(self, logs=None):

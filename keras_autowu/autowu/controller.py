@@ -11,7 +11,6 @@ import math
 import warnings
 
 import numpy as np
-import tensorflow as tf
 
 from keras_autowu.autowu import flat_start, messages, schedule
 from keras_autowu.autowu.config import AutoWUConfig
@@ -23,15 +22,8 @@ from keras_autowu.autowu.progress import LossProgress
 from keras_autowu.autowu.warmup_test import WarmupTest, aligned_test_interval, auto_test_interval
 from keras_autowu.core import checks
 from keras_autowu.core.stacklevel import user_stacklevel
-from keras_autowu.gp import minimum_test
 
 _STATE_FORMAT = 1
-
-
-# One call instead of a score of eager ops per step of a custom loop; traced once per
-# plan (the state goes in as tensors), and once more when rescues begin: with
-# reduce_retracing, `rescue_steps` gets a shape of any length.
-_compiled_learning_rate_at = tf.function(schedule.learning_rate_at, reduce_retracing=True)
 
 
 class AutoWUScheduler(WarmupTest, Guard, Handover):
@@ -181,7 +173,8 @@ class AutoWUScheduler(WarmupTest, Guard, Handover):
         self.progress = LossProgress(self.departures.min_progress, self.departures.min_rise)
         self._interval_start = 0  # the first step of the test interval under way
         self.healthy = True  # the last test interval's losses: finite, and not rising
-        self._gp_state = minimum_test.initial_gp_state()
+        self._gp_state = None  # the GP's fitted state; None: its initial state
+        self._build_gp_test()
         self._recent_positives = collections.deque(maxlen=self.config.patience)
         self._plateau = ReduceOnPlateau()
         self._warned_gp_failure = False
@@ -223,9 +216,7 @@ class AutoWUScheduler(WarmupTest, Guard, Handover):
     @property
     def learning_rate(self):
         """The learning rate of the next step."""
-        state = self.state._replace(rescue_steps=tf.constant(self.state.rescue_steps, tf.int64, shape=[len(self.state.rescue_steps)]))
-        state = schedule.ScheduleState(*(tf.constant(v) if not tf.is_tensor(v) else v for v in state))
-        return float(_compiled_learning_rate_at(tf.constant(self.steps_done, tf.int64), state, self.plan))
+        return float(schedule.learning_rate_at(self.steps_done, self.state, self.plan))
 
     @property
     def phase(self):
@@ -236,7 +227,7 @@ class AutoWUScheduler(WarmupTest, Guard, Handover):
         """The learning rate of steps start..stop-1 (by default, every step of the run);
         steps past the run's end have 0."""
         stop = self.total_steps if stop is None else stop
-        return schedule.learning_rate_at(np.arange(start, stop), self.state, self.plan).numpy()
+        return schedule.learning_rate_at(np.arange(start, stop), self.state, self.plan)
 
     def continues(self, recorded, steps_since_start, ended_here=False):
         """Whether a run checkpointed with `recorded` losses, its start

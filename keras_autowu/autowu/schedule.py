@@ -2,9 +2,10 @@
 
 The schedule is fixed by the run's length and the arguments (`SchedulePlan`) up to
 the few numbers that the run's tests decide (`ScheduleState`). With both known, the
-learning rate of any step is `learning_rate_at(step, state, plan)`: pure TensorFlow,
-float32 (it runs inside the train step, also on TPUs), XLA-compilable, vectorised
-over `step`.
+learning rate of any step is `learning_rate_at(step, state, plan)`: NumPy, vectorised
+over `step`, computed in float64 and handed out in float32, the optimizer's. It runs
+on the host only: the train step reads the run's learning rates from a table
+(`core.run_state`), so no backend has to compile it.
 
 Steps count from 0; the learning rate of step `s` is the one its update uses. The
 offsets below reproduce the reference scheduler, which is stepped after each update.
@@ -15,7 +16,6 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,13 +56,13 @@ class SchedulePlan:
         )
 
     def warmup_lr(self, step, fast_end=0):
-        """The warmup's learning rate at `step` (a float, which may be fractional, for
-        use outside graphs) when its fast climb ended at `fast_end`."""
-        return float(warmup_learning_rate(tf.constant(step, tf.float32), self, fast_end))
+        """The warmup's learning rate at `step` (which may be fractional) when its fast
+        climb ended at `fast_end`."""
+        return float(warmup_learning_rate(step, self, fast_end))
 
     def warmup_lrs(self, steps, fast_end=0):
         """`warmup_lr` at each of `steps`, as a NumPy array."""
-        return warmup_learning_rate(tf.constant(steps, tf.float32), self, fast_end).numpy().astype(np.float64)
+        return warmup_learning_rate(np.asarray(steps, np.float64), self, fast_end)
 
     def longest_fast_climb(self):
         """The step at which a fast climb that saw no loss move ends: its span covered."""
@@ -120,22 +120,19 @@ def state_with_fast_end(plan, fast_end, state=None):
 
 
 def cooldown_start(warmup_end, plan):
-    """The first step of the final decay (`warmup_end` an int or an int64 tensor)."""
+    """The first step of the final decay."""
     if not plan.immediate_cooldown:
         return plan.cooldown_start_by_time
-    if isinstance(warmup_end, int):
-        return min(warmup_end, plan.cooldown_start_by_time)
-    return tf.minimum(warmup_end, plan.cooldown_start_by_time)
+    return min(int(warmup_end), plan.cooldown_start_by_time)
 
 
 def warmup_position(step, plan, fast_end):
     """How far along its way from min_lr to max_lr (in steps of the steady climb) the
     warmup is at `step`: up to `fast_end` it moves `flat_start_speedup` steps a step."""
-    s = tf.cast(step, tf.float32)
+    s = np.asarray(step, np.float64)
     if plan.flat_start_speedup <= 1:
         return s
-    fast = tf.cast(fast_end, tf.float32)
-    return s + (plan.flat_start_speedup - 1) * tf.minimum(s, fast)
+    return s + (plan.flat_start_speedup - 1) * np.minimum(s, float(fast_end))
 
 
 def warmup_learning_rate(step, plan, fast_end=0):
@@ -144,58 +141,51 @@ def warmup_learning_rate(step, plan, fast_end=0):
     if plan.warmup_type == "exp":
         # lr = min_lr * gamma**s with gamma = (max_lr / min_lr)**(1 / W), in log space.
         log_gamma = math.log(plan.max_lr / plan.min_lr) / width
-        return tf.exp(math.log(plan.min_lr) + s * log_gamma)
+        return np.exp(math.log(plan.min_lr) + s * log_gamma)
     return plan.min_lr + (plan.max_lr - plan.min_lr) * s / width
 
 
 def _decay_learning_rate(step, warmup_end, decay_base_lr, plateau_scale, plan):
-    lr = decay_base_lr * plateau_scale
+    lr = np.full(step.shape, decay_base_lr * plateau_scale)
     if plan.decay_per_epoch and plan.decay_phase_factor != 1.0:
         epochs = step // plan.steps_per_epoch - warmup_end // plan.steps_per_epoch
-        lr *= tf.pow(plan.decay_phase_factor, tf.cast(tf.maximum(epochs, 0), tf.float32))
+        lr = lr * plan.decay_phase_factor ** np.maximum(epochs, 0)
     return lr
 
 
 def _cooldown_multiplier(step, start, plan):
-    remaining = tf.cast(plan.total_steps - start, tf.float32)
+    remaining = float(plan.total_steps - start)
     # The reference steps its cosine once in the same call that starts it, except when
     # the cooldown starts before the first step.
-    offset = tf.cast(start > 0, tf.float32)
-    progress = (tf.cast(step - start, tf.float32) + offset) / tf.maximum(remaining, 1.0)
-    progress = tf.clip_by_value(progress, 0.0, 1.0)
+    offset = 1.0 if start > 0 else 0.0
+    progress = np.clip(((step - start) + offset) / max(remaining, 1.0), 0.0, 1.0)
     if plan.cooldown_type == "cosine":
-        return 0.5 * (1.0 + tf.cos(math.pi * progress))
+        return 0.5 * (1.0 + np.cos(math.pi * progress))
     # The second half of a cosine, which starts at half the learning rate.
-    return 0.5 + 0.5 * tf.cos(0.5 * math.pi * (1.0 + progress))
+    return 0.5 + 0.5 * np.cos(0.5 * math.pi * (1.0 + progress))
 
 
 def learning_rate_at(step, state, plan):
-    """The learning rate (float32) of `step` (an integer tensor of any shape)."""
-    step = tf.cast(step, tf.int64)
-    warmup_end = tf.cast(state.warmup_end, tf.int64)
-    decay_base_lr = tf.cast(state.decay_base_lr, tf.float32)
-    plateau_scale = tf.cast(state.plateau_scale, tf.float32)
-    fast_end = tf.cast(state.fast_end, tf.int64)
-    start = tf.cast(cooldown_start(warmup_end, plan), tf.int64)
-
-    def decay(s):
-        return _decay_learning_rate(s, warmup_end, decay_base_lr, plateau_scale, plan)
+    """The learning rate (float32) of `step` (an integer or an integer array)."""
+    step = np.asarray(step, np.int64)
+    warmup_end = int(state.warmup_end)
+    start = cooldown_start(warmup_end, plan)
 
     def before_cooldown(s):
-        return tf.where(s < warmup_end, warmup_learning_rate(s, plan, fast_end), decay(s))
+        decay = _decay_learning_rate(s, warmup_end, float(state.decay_base_lr), float(state.plateau_scale), plan)
+        return np.where(s < warmup_end, warmup_learning_rate(s, plan, state.fast_end), decay)
 
     # The cooldown starts from the learning rate of the step before it; when the warmup
     # hands over straight to it, from the learning rate the warmup chose.
-    base_step = tf.where(tf.equal(start, warmup_end), start, start - 1)
+    base_step = np.asarray(start if start == warmup_end else start - 1, np.int64)
     cooldown = before_cooldown(base_step) * _cooldown_multiplier(step, start, plan)
-    lr = tf.where(step < start, before_cooldown(step), cooldown)
-    return lr * _rescue_multiplier(step, state.rescue_steps)
+    lr = np.where(step < start, before_cooldown(step), cooldown)
+    return (lr * _rescue_multiplier(step, state.rescue_steps)).astype(np.float32)
 
 
 def _rescue_multiplier(step, rescue_steps):
-    rescue_steps = tf.reshape(tf.cast(rescue_steps, tf.int64), [-1])
-    rescues = tf.reduce_sum(tf.cast(step[..., None] >= rescue_steps, tf.float32), axis=-1)
-    return tf.pow(RESCUE_FACTOR, rescues)
+    rescues = np.sum(step[..., None] >= np.asarray(rescue_steps, np.int64).reshape(-1), axis=-1)
+    return RESCUE_FACTOR**rescues
 
 
 def phase_at(step, state, plan):

@@ -11,7 +11,6 @@ import warnings
 from typing import NamedTuple, Optional
 
 import numpy as np
-import tensorflow as tf
 
 from keras_autowu.autowu import handover, loss_sampling, messages, schedule
 from keras_autowu.core.stacklevel import user_stacklevel
@@ -154,10 +153,8 @@ class WarmupTest:
             ceiling=record.ceiling,
             finite_mean=record.clipped_finite_mean() if whole else None,
         )
-        # Tensors, not Python floats, so that the compiled test never retraces.
-        inputs = [tf.constant(value, tf.float64) for value in inputs]
-        with tf.device("/CPU:0"):
-            gp_state, result = minimum_test.compiled_gp_minimum_test(self._gp_state, *inputs)
+        state = minimum_test.initial_gp_state() if self._gp_state is None else self._gp_state
+        gp_state, result = minimum_test.run_gp_minimum_test(state, inputs)
         probability = result.passed_probability.numpy()
         if not (np.all(np.isfinite(probability)) and np.all(np.isfinite(gp_state.params.numpy()))):
             self._warn_gp_failure(step)
@@ -175,6 +172,14 @@ class WarmupTest:
             posterior_mean,
             self._handed_on(self._warmup_lr_at(handover.handover_x(posterior_mean), step), step),
             loss_turned,
+        )
+
+    def _build_gp_test(self):
+        """Starts building the GP test for this run's inputs, so that its first test
+        does not wait for it (a fresh process's first trace)."""
+        flat_start = np.zeros(MIN_FINITE_LOSSES)
+        minimum_test.build_in_background(
+            loss_sampling.sample_gp_inputs(flat_start, self.config.num_predictions, self.config.seed, test_index=0)
         )
 
     def _clip_to_the_start(self):
@@ -200,7 +205,7 @@ class WarmupTest:
         along = np.asarray(x, np.float64)
         if fast_end and step > 1:  # a steady climb: x is already the share of the way
             now = float(schedule.warmup_position(step - 1, self.plan, fast_end))
-            along = schedule.warmup_position(along * (step - 1), self.plan, fast_end).numpy().astype(np.float64) / now
+            along = schedule.warmup_position(along * (step - 1), self.plan, fast_end) / now
         if self.config.warmup_type == "exp":
             lrs = self.config.min_lr * (lr_now / self.config.min_lr) ** along
         else:

@@ -327,18 +327,3 @@ def test_a_run_resumed_around_a_rescue_continues_as_the_uninterrupted_one(tmp_pa
     restart = preempt_at // STEPS_PER_EPOCH * STEPS_PER_EPOCH
     np.testing.assert_allclose(trace[restart:], reference_trace[restart:], rtol=1e-6)
 
-
-def test_rescues_do_not_retrace_the_custom_loop_learning_rate_each_time():
-    """scheduler.learning_rate is compiled; five rescues add one trace, not five."""
-    from keras_autowu.autowu import controller as scheduler_module
-
-    compiled = scheduler_module._compiled_learning_rate_at
-    scheduler = keras_autowu.AutoWUScheduler(STEPS_PER_EPOCH, EPOCHS, test_interval=INTERVAL, verbose=0, max_rescues=5)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for loss in switched_then(600, 1200):
-            scheduler.step(loss)
-            if scheduler.steps_done == 600:
-                traces = compiled.experimental_get_tracing_count()
-    assert len(scheduler.rescues) == 5
-    assert compiled.experimental_get_tracing_count() - traces <= 1

@@ -73,7 +73,7 @@ def _run(fn, curve, state=None):
 
 
 def test_compiled_equals_eager_and_traces_once():
-    """The XLA-compiled test gives the eager result, and new data does not retrace it."""
+    """The compiled test gives the eager result, and new data does not retrace it."""
     rng = np.random.default_rng(3)
     compiled = minimum_test.compiled_gp_minimum_test
     _, compiled_result = _run(compiled, _curve(900, rng))
@@ -83,6 +83,36 @@ def test_compiled_equals_eager_and_traces_once():
     for n in (50, 3000, 20000):
         _run(compiled, _curve(n, rng))
     assert compiled.experimental_get_tracing_count() == traces
+
+
+@pytest.mark.parametrize("params", [[0.3, -6.0, 0.1], [-2.0, 1.5, -0.7], [4.0, -9.0, 2.0]])
+def test_likelihood_gradient_is_the_tapes(params):
+    """The written-out gradient of the likelihood equals automatic differentiation's."""
+    rng = np.random.default_rng(5)
+    x = np.sort(rng.uniform(size=80))
+    y = (x - 0.4) ** 2 + 0.03 * rng.standard_normal(80)
+    mask = np.r_[np.ones(70), np.zeros(10)]
+    stats = minimum_test._fit_statistics(tf.constant(x), tf.constant(y), tf.constant(mask))
+    params = tf.constant(params, tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        loss = minimum_test._negative_log_likelihood_per_point(params, stats)
+    np.testing.assert_allclose(minimum_test._likelihood_gradient(params, stats), tape.gradient(loss, params), rtol=1e-9)
+
+
+def test_a_test_built_in_the_background_is_not_traced_again():
+    """build_in_background traces the test for its inputs' shapes; the first real test
+    of those shapes waits for it and traces nothing more."""
+    compiled = minimum_test.compiled_gp_minimum_test
+    shapes_of_no_other_test = dict(num_predictions=7, seed=0, test_index=0)
+    before = compiled.experimental_get_tracing_count()
+    minimum_test.build_in_background(loss_sampling.sample_gp_inputs(np.zeros(3), **shapes_of_no_other_test))
+    inputs = loss_sampling.sample_gp_inputs(_curve(300, np.random.default_rng(6)), **shapes_of_no_other_test)
+    minimum_test.wait_for_build(inputs)
+    assert compiled.experimental_get_tracing_count() == before + 1
+    _, result = minimum_test.run_gp_minimum_test(minimum_test.initial_gp_state(), inputs)
+    assert compiled.experimental_get_tracing_count() == before + 1
+    assert result.passed_probability.shape == (7,)
 
 
 def test_fit_moves_hyperparameters_towards_the_data():
