@@ -31,14 +31,17 @@ def _save(fig, title, path):
     return fig
 
 
-def plot_autowu(scheduler, path, title="AutoWU"):
+def plot_autowu(scheduler, path, title="AutoWU", baseline=None):
     """Draws the run's learning rate and loss, with the GP's fit at the switch and
-    the guard's rescues.
+    the guard's rescues; and, if given, a run without AutoWU to compare with.
 
     Args:
       scheduler: The `AutoWUScheduler` of the run (`AutoWU(...).scheduler` after fit).
       path: Where to save the PNG.
       title: The figure's title.
+      baseline: Optional `(label, learning_rate, epoch_losses)` of a run at a constant
+        learning rate: drawn as a line in the learning-rate panel and its epochs' mean
+        training loss in the loss panel, beside AutoWU's epochs' means.
 
     Returns:
       The matplotlib Figure.
@@ -46,8 +49,10 @@ def plot_autowu(scheduler, path, title="AutoWU"):
     losses = np.asarray(scheduler.losses)
     steps = np.arange(scheduler.total_steps)
     fig, ax_lr, ax_loss = _learning_rate_and_loss_axes()
-    ax_lr.plot(steps, scheduler.learning_rates(0, scheduler.total_steps), color="C0")
+    ax_lr.plot(steps, scheduler.learning_rates(0, scheduler.total_steps), color="C0", label="AutoWU")
     ax_loss.plot(np.arange(losses.size), losses, color="C1", lw=0.8, alpha=0.6, label="loss per step")
+    if baseline is not None:
+        _draw_baseline(ax_lr, ax_loss, baseline, losses, scheduler.steps_per_epoch)
     switch = scheduler.switch
     if switch is not None:
         for ax in (ax_lr, ax_loss):
@@ -68,6 +73,17 @@ def plot_autowu(scheduler, path, title="AutoWU"):
     ax_loss.set_ylabel("training loss")
     ax_loss.legend(loc="upper right")
     return _save(fig, title, path)
+
+
+def _draw_baseline(ax_lr, ax_loss, baseline, losses, steps_per_epoch):
+    label, learning_rate, epoch_losses = baseline
+    ax_lr.axhline(learning_rate, color="C4", lw=1.5, label=label)
+    ax_lr.legend(loc="lower right", fontsize=8)
+    epochs = min(losses.size // steps_per_epoch, len(epoch_losses))
+    epoch_ends = steps_per_epoch * np.arange(1, epochs + 1)
+    autowu_means = losses[: epochs * steps_per_epoch].reshape(epochs, steps_per_epoch).mean(axis=1)
+    ax_loss.plot(epoch_ends, autowu_means, color="C1", lw=2, label="AutoWU, epoch mean")
+    ax_loss.plot(epoch_ends, np.asarray(epoch_losses[:epochs], np.float64), color="C4", lw=2, label=f"{label}, epoch mean")
 
 
 def plot_factor_search(scheduler, path, title="Factor search"):

@@ -29,6 +29,18 @@ def test_large_batch_example_runs_a_few_steps(tmp_path):
     assert "test accuracy" in stdout and plot.exists()
 
 
+def test_digits_demo_compares_autowu_with_the_default_learning_rate(tmp_path):
+    """The demo (make demo) trains with AutoWU, then at LAMB's default learning rate,
+    prints both accuracies and draws both runs."""
+    if not IS_KERAS_3:
+        pytest.importorskip("tensorflow_addons", reason="LAMB on Keras 2 comes from tensorflow-addons")
+    plot = tmp_path / "digits.png"
+    stdout = run_example("digits_cnn_lamb.py", plot, 4)
+    assert "with AutoWU: test accuracy" in stdout
+    assert "at LAMB's default learning rate (0.001): test accuracy" in stdout
+    assert plot.exists()
+
+
 def test_factor_search_example_runs(tmp_path):
     """The factor-search example trains, prints what it found, and plots."""
     plot = tmp_path / "fs.png"

@@ -1,5 +1,7 @@
 """AutoWU driven through model.fit on tiny models, on the Keras under test."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -148,6 +150,22 @@ def test_plot_is_written(tmp_path):
     path = tmp_path / "autowu.png"
     keras_autowu.plot_autowu(autowu.scheduler, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_draws_a_baseline_run_beside_autowus():
+    """With baseline=, the plot adds its constant learning rate, and its epochs' mean
+    losses beside AutoWU's, one point per epoch both run."""
+    autowu, _, _, _ = fit_with_trace(epochs=5)
+    scheduler = autowu.scheduler
+    fig = keras_autowu.plot_autowu(scheduler, os.devnull, baseline=("constant 0.01", 0.01, [2.0, 1.5, 1.2]))
+    ax_lr, ax_loss = fig.axes
+    lines = {line.get_label(): line for line in ax_loss.get_lines()}
+    epoch_ends = scheduler.steps_per_epoch * np.arange(1, 4)
+    np.testing.assert_array_equal(lines["constant 0.01, epoch mean"].get_xdata(), epoch_ends)
+    np.testing.assert_array_equal(lines["constant 0.01, epoch mean"].get_ydata(), [2.0, 1.5, 1.2])
+    first_epoch = np.asarray(scheduler.losses)[: scheduler.steps_per_epoch].mean()
+    assert lines["AutoWU, epoch mean"].get_ydata()[0] == pytest.approx(first_epoch)
+    assert any(list(line.get_ydata()) == [0.01, 0.01] for line in ax_lr.get_lines())
 
 
 def test_train_step_without_compute_loss_is_an_error():
