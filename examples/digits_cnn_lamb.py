@@ -181,6 +181,6 @@ climb: the plot marks the rescue. At LAMB's default learning rate the same netwo
 still far from trained after as many steps. The learning rate AutoWU finds depends on
 the optimizer: LAMB scales each layer's update by its weights' norm, so it tolerates
 larger rates than SGD. The test loss moves with float round-off from one version of
-keras-autowu or
-its libraries to the next (0.08 to 0.23 with the same decisions), the accuracy less.
+keras-autowu or its libraries to the next (0.08 to 0.23 with the same decisions), the
+accuracy less.
 """
