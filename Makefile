@@ -1,6 +1,7 @@
 # make demo: set up .venv and train on scikit-learn's digits with AutoWU (writes autowu_digits.png)
 # make test: set up .venv and run the tests on Keras 3 and on Keras 2 (tf_keras)
 # make test-compat: the Keras 2 stack (TensorFlow 2.15, tensorflow-addons) in .venv-tf215
+# make test-jax: the controllers' tests on Keras's JAX backend with no TensorFlow installed, in .venv-jax
 # make docs: the docs site, with its API reference from the docstrings, in site/ (broken links fail it)
 # make bench: every benchmark of AutoWU, then docs/benchmarks.md and its plots (54 minutes on 2 cores with three seeds)
 # make bench-autowu: after a change to AutoWU alone, its rows of section 3 (defaults, gp_minimum) again, the baselines kept
@@ -12,9 +13,16 @@ PYTHON ?= python3
 VENV ?= .venv
 COMPAT_VENV ?= .venv-tf215
 COMPAT_PINS = tensorflow==2.15.1 tensorflow-probability==0.23.0 tf-keras==2.15.1 tensorflow-addons==0.23.0
+JAX_VENV ?= .venv-jax
+# No TensorFlow: the GP runs on TensorFlow Probability's NumPy substrate.
+JAX_PINS = "keras>=3.15.1" "jax[cpu]>=0.10.2" "tensorflow-probability>=0.25.0" "numpy>=1.26.4" "threadpoolctl>=3.8.0" "matplotlib>=3.8" "pytest>=7" "scipy>=1.17"
+# The tests that need no TensorFlow: the controllers', the decision traces, the configs.
+JAX_TESTS = tests/test_without_tensorflow.py tests/test_decision_traces.py tests/autowu/test_controller.py \
+	tests/autowu/test_config.py tests/autowu/test_schedule.py tests/autowu/test_handover.py \
+	tests/autowu/test_loss_record.py tests/autolrs/test_controller.py tests/autolrs/test_plan.py
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-compat docs bench bench-user-fits bench-autowu bench-factor-search bench-autolrs report
+.PHONY: demo test test-compat test-jax docs bench bench-user-fits bench-autowu bench-factor-search bench-autolrs report
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +43,15 @@ test: $(VENV)/.installed
 
 test-compat: $(COMPAT_VENV)/.installed
 	$(COMPAT_VENV)/bin/python -m pytest
+
+$(JAX_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(JAX_VENV)
+	$(JAX_VENV)/bin/pip install --quiet --disable-pip-version-check $(JAX_PINS)
+	$(JAX_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+test-jax: $(JAX_VENV)/.installed
+	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest $(JAX_TESTS)
 
 $(VENV)/.docs: $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[docs]"

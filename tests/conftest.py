@@ -2,16 +2,21 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
-
-# Two logical CPU devices for the tf.distribute tests; this must precede any TF op.
-tf.config.set_logical_device_configuration(
-    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
-)
-
 import pytest  # noqa: E402
 
-from keras_autowu.core.keras_compat import keras  # noqa: E402
+try:
+    import tensorflow as tf
+except ImportError:  # the JAX leg (make test-jax): the controllers' tests only
+    tf = None
+
+if tf is not None:
+    # Two logical CPU devices for the tf.distribute tests; this must precede any TF op.
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+    from keras_autowu.core.keras_compat import keras  # noqa: E402
+else:
+    import keras
 
 
 @pytest.fixture(scope="session")

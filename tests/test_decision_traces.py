@@ -5,6 +5,9 @@ leg's), the floats within 1e-12 of the recorded ones, everything else the same."
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -62,3 +65,17 @@ def test_every_scheduler_and_event_is_recorded():
         assert event in text, event
     assert any(r[0] == "restore" for trace in RECORDED.values() for chunk in trace["requests"] for r in chunk)
     assert any(["resume", -1] in chunk for trace in RECORDED.values() for chunk in trace["requests"])
+
+
+def test_the_numpy_substrate_makes_the_same_decisions():
+    """On Keras's JAX and PyTorch backends the GP runs on TFP's NumPy substrate: on the
+    recorded streams it makes every decision that TensorFlow made."""
+    env = {**os.environ, "KERAS_AUTOWU_GP_SUBSTRATE": "numpy"}
+    on_numpy = "from keras_autowu.gp import minimum_test; import numpy; assert type(minimum_test.initial_gp_state().params) is numpy.ndarray"
+    assert subprocess.run([sys.executable, "-c", on_numpy], env=env, capture_output=True).returncode == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "test_the_same_decisions_as_recorded"],
+        capture_output=True, text=True, env=env, cwd=os.path.join(os.path.dirname(__file__), ".."), timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert " passed" in result.stdout and "skipped" not in result.stdout

@@ -155,20 +155,20 @@ class WarmupTest:
         )
         state = minimum_test.initial_gp_state() if self._gp_state is None else self._gp_state
         gp_state, result = minimum_test.run_gp_minimum_test(state, inputs)
-        probability = result.passed_probability.numpy()
-        if not (np.all(np.isfinite(probability)) and np.all(np.isfinite(gp_state.params.numpy()))):
+        probability = np.asarray(result.passed_probability)
+        if not (np.all(np.isfinite(probability)) and np.all(np.isfinite(np.asarray(gp_state.params)))):
             self._warn_gp_failure(step)
             return GPTestRecord(step, probability, False, math.nan, None)
         self._gp_state = gp_state
         votes = int(np.sum(probability > self.config.confidence))
         loss_turned = self.progress.turned_after_progress()
         positive = votes > self.config.num_predictions / 2 and loss_turned
-        posterior_mean = result.posterior_mean.numpy()
+        posterior_mean = np.asarray(result.posterior_mean)
         return GPTestRecord(
             step,
             probability,
             positive,
-            self._warmup_lr_at(result.argmin_x.numpy(), step),
+            self._warmup_lr_at(np.asarray(result.argmin_x), step),
             posterior_mean,
             self._handed_on(self._warmup_lr_at(handover.handover_x(posterior_mean), step), step),
             loss_turned,

@@ -33,8 +33,8 @@ deterministic for a given seed.
 import functools
 
 import numpy as np
-import tensorflow as tf
-import tensorflow_probability as tfp
+from keras_autowu.gp import substrate
+from keras_autowu.gp.substrate import tf, tfp
 
 # The score of an explored learning rate whose loss was not finite (the reference's).
 NAN_SCORE = 1e6
@@ -94,9 +94,19 @@ def _log_likelihoods(x, z, mask, length_scales, ratios):
     return log_likelihood, constant, chol, alpha
 
 
+# Entries this close to the largest count as tied with it: with few explored points the
+# likelihood is flat over much of the grid, and which of the tied entries is largest
+# is float round-off, which differs between TensorFlow and NumPy.
+TIE_TOLERANCE = 1e-9
+
+
 def _best(log_likelihood):
-    """The (row, column) of the largest entry; tf.gather-able scalars."""
-    best = tf.argmax(tf.reshape(log_likelihood, [-1]))
+    """The (row, column) of the largest entry, the first of those tied with it;
+    tf.gather-able scalars."""
+    flat = tf.reshape(log_likelihood, [-1])
+    largest = tf.reduce_max(flat)
+    tied = flat >= largest - TIE_TOLERANCE * (1.0 + tf.abs(largest))
+    best = tf.argmax(tf.cast(tied, tf.int32))
     columns = tf.cast(tf.shape(log_likelihood)[1], best.dtype)
     return best, best // columns, best % columns
 
@@ -144,9 +154,9 @@ def lower_confidence_bound(x, y, mask, kappa=KAPPA):
 
 @functools.lru_cache(maxsize=None)
 def _compiled():
-    # A graph, not XLA: XLA on the CPU compiles for 3 s and runs the small batched
-    # Cholesky factorisations slower (3.5 ms a call against 0.9).
-    return tf.function(lower_confidence_bound)
+    # On TensorFlow a graph, not XLA: XLA on the CPU compiles for 3 s and runs the
+    # small batched Cholesky factorisations slower (3.5 ms a call against 0.9).
+    return substrate.compile(lower_confidence_bound)
 
 
 class LearningRateSearch:
@@ -191,9 +201,9 @@ class LearningRateSearch:
         x[:count], y[:count], mask[:count] = self.points, self.forecasts, 1.0
         with tf.device("/CPU:0"):
             bound, hyperparameters = _compiled()(tf.constant(x), tf.constant(y), tf.constant(mask))
-        self.hyperparameters = hyperparameters.numpy()
+        self.hyperparameters = np.asarray(hyperparameters)
         near = np.min(np.abs(candidates()[:, None] - np.asarray(self.points)[None, :]), axis=1) < self.separation
-        bound = np.where(near, np.inf, bound.numpy())
+        bound = np.where(near, np.inf, np.asarray(bound))
         if np.all(near):  # a range too small for the points: any new one
             bound = np.where(np.isin(candidates(), self.points), np.inf, 0.0)
         return float(candidates()[int(np.argmin(bound))])

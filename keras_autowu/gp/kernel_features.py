@@ -11,8 +11,7 @@ instead of a Cholesky factorisation of their full kernel matrix.
 import functools
 
 import numpy as np
-import tensorflow as tf
-import tensorflow_probability as tfp
+from keras_autowu.gp.substrate import tf, tfp
 
 LENGTH_SCALE = 0.2
 NUM_LANDMARKS = 32
@@ -33,7 +32,7 @@ def _landmarks_and_projection():
     i = np.arange(NUM_LANDMARKS)
     landmarks = 0.5 - 0.5 * np.cos(np.pi * (i + 0.5) / NUM_LANDMARKS)
     with tf.init_scope():  # computed once, eagerly, even when first asked for in a trace
-        gram = _kernel().matrix(landmarks[:, None], landmarks[:, None]).numpy()
+        gram = np.asarray(_kernel().matrix(landmarks[:, None], landmarks[:, None]))
     eigenvalues, eigenvectors = np.linalg.eigh(gram)
     keep = eigenvalues > EIGENVALUE_CUTOFF * eigenvalues.max()
     projection = eigenvectors[:, keep] / np.sqrt(eigenvalues[keep])

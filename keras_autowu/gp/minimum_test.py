@@ -26,8 +26,8 @@ import threading
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
-import tensorflow_probability as tfp
+from keras_autowu.gp import substrate
+from keras_autowu.gp.substrate import tf, tfp
 
 from keras_autowu.gp import kernel_features
 
@@ -98,7 +98,7 @@ def _grid_features():
     """phi on the grid, and its differences to the last point, [r, G]: constants of the
     test, computed once so that no call or trace pays for them."""
     with tf.init_scope():
-        phi_grid = kernel_features.features(_grid_values()).numpy()
+        phi_grid = np.asarray(kernel_features.features(_grid_values()))
     return phi_grid, np.ascontiguousarray((phi_grid - phi_grid[-1]).T)
 
 
@@ -237,10 +237,9 @@ def gp_minimum_test(state, fit_x, fit_y, fit_mask, cond_x, cond_y, cond_mask, co
     return state, GPTestResult(probability, argmin_x, mean)
 
 
-# Graph mode, not XLA: XLA's compile (2 s on 2 cores) would cost a short fit more than
-# its 4 ms a test saves; no AutoGraph: the test has no Python control flow to convert,
-# and converting it doubled the trace.
-compiled_gp_minimum_test = tf.function(gp_minimum_test, autograph=False)
+# On TensorFlow a graph, not XLA: XLA's compile (2 s on 2 cores) would cost a short
+# fit more than its 4 ms a test saves.
+compiled_gp_minimum_test = substrate.compile(gp_minimum_test)
 
 _builds = {}  # the inputs' shapes -> the thread that builds the test for them
 _builds_lock = threading.Lock()
@@ -259,6 +258,8 @@ def build_in_background(example_inputs):
     holding up its first test. Once per process and shapes; the test is a pure
     function, so the extra call changes nothing.
     """
+    if not substrate.ON_TENSORFLOW:
+        return  # nothing to trace
     key = _shapes(example_inputs)
     with _builds_lock:
         if key in _builds:

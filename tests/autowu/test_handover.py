@@ -28,7 +28,7 @@ def test_the_removed_rules_are_refused_with_the_two_that_remain():
     """The five rules that lost their benchmarks are gone; the error names the two."""
     for removed in ("lag_corrected", "gp_minimum/2", "gp_minimum/4", "steepest", "drop_share"):
         with pytest.raises(ValueError, match=r"one of \('momentum_corrected', 'gp_minimum'\)\. Received lr_choice="):
-            keras_autowu.AutoWU(lr_choice=removed)
+            keras_autowu.AutoWUScheduler(10, 10, lr_choice=removed)
 
 
 def test_velocity_average_is_what_a_held_learning_rate_must_be_to_keep_the_velocity():

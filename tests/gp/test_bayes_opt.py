@@ -86,3 +86,13 @@ def test_the_fitted_hyperparameters_maximise_the_likelihood_within_the_bounds(se
     dense = log_likelihood(np.geomspace(*autolrs_search.LENGTH_SCALE_BOUNDS, 201), np.geomspace(ratios[0], ratios[-1], 301))
     assert np.isfinite(fitted)
     assert fitted >= dense.max() - 0.05
+
+
+def test_round_off_ties_go_to_the_first_entry():
+    """Entries within float round-off of the largest tie with it, and the first wins:
+    which is largest by 1e-16 differs between TensorFlow and NumPy."""
+    log_likelihood = tf.constant([[-np.inf, -1.5000000000000004], [-1.5, -1.7]], tf.float64)
+    best, row, column = (int(v) for v in autolrs_search._best(log_likelihood))
+    assert (best, row, column) == (1, 0, 1)
+    clear_winner = tf.constant([[-np.inf, -1.6], [-1.5, -1.7]], tf.float64)
+    assert int(autolrs_search._best(clear_winner)[0]) == 2
