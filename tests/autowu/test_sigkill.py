@@ -1,0 +1,106 @@
+"""AutoWU through a real preemption: a training process killed with SIGKILL, and a
+fresh process that resumes it from keras.callbacks.BackupAndRestore (every 7 steps).
+
+Keras (3 and tf_keras) replays a cut epoch from its first batch while the optimizer's
+step goes on, so after a resume the run sees other batches at its steps than the
+uninterrupted run did, and its later decisions follow its own losses. What must hold
+at any moment of the kill: the resumed process finishes; up to the backup it resumes
+from, every step had the uninterrupted run's learning rate; from there on every step
+has the learning rate AutoWU's controller gives for the resumed run's own losses; and a
+kill after the switch changes no learning rate at all.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras_autowu
+from keras_autowu.core.keras_compat import IS_KERAS_3
+
+FIT = os.path.join(os.path.dirname(__file__), "..", "sigkill_fit.py")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def run_fit(backup, trace, *kill):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.path.dirname(FIT)])}
+    result = subprocess.run([sys.executable, FIT, str(backup), str(trace), *map(str, kill)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    return result.returncode, result.stderr[-3000:]
+
+
+def read_trace(path):
+    """[(optimizer step, learning rate)] in the order the steps ran."""
+    return [(int(step), float(lr)) for step, lr in (line.split() for line in open(path))]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    returncode, stderr = run_fit(folder / "backup", folder / "trace")
+    assert returncode == 0, stderr
+    with open(folder / "trace.json") as f:
+        run = json.load(f)
+    assert run["switch"] is not None, "the run is meant to switch"
+    return dict(read_trace(folder / "trace")), run
+
+
+def killed_and_resumed(tmp_path, *kill):
+    returncode, stderr = run_fit(tmp_path / "backup", tmp_path / "trace", *kill)
+    assert returncode == -signal.SIGKILL, stderr
+    killed_steps = len(read_trace(tmp_path / "trace"))
+    returncode, stderr = run_fit(tmp_path / "backup", tmp_path / "trace")
+    assert returncode == 0, stderr
+    trace = read_trace(tmp_path / "trace")
+    with open(tmp_path / "trace.json") as f:
+        run = json.load(f)
+    return trace[:killed_steps], trace[killed_steps:], run
+
+
+def assert_resumed_consistently(before, after, run, reference):
+    """Before the kill: the uninterrupted run's learning rates. After: those of the
+    controller replaying the resumed run's own losses, the replayed batches past the
+    run's end at 0."""
+    assert all(lr == reference[step] for step, lr in before)
+    resumed_from = after[0][0]
+    assert 0 < resumed_from <= before[-1][0] + 1
+    assert after[0][1] == reference[resumed_from]
+    replay = keras_autowu.AutoWUScheduler(run["steps_per_epoch"], run["epochs"],
+                                          velocity_momentum=run["velocity_momentum"], verbose=0)
+    replay.observe(run["losses"])
+    expected = replay.learning_rates()
+    total = len(expected)
+    assert [lr for step, lr in after if step < total] == pytest.approx([expected[step] for step, _ in after if step < total], rel=1e-6)
+    assert all(lr == 0.0 for step, lr in after if step >= total)
+    assert after[-1][0] >= total - 1, "the resumed run stopped short"
+
+
+def test_killed_in_the_warmup(tmp_path, uninterrupted):
+    reference, run = uninterrupted
+    before, after, resumed = killed_and_resumed(tmp_path, "--kill-after-step", run["switch"] // 2)
+    assert_resumed_consistently(before, after, resumed, reference)
+
+
+def test_killed_after_the_switch_changes_no_learning_rate(tmp_path, uninterrupted):
+    reference, run = uninterrupted
+    before, after, resumed = killed_and_resumed(tmp_path, "--kill-after-step", run["switch"] + 15)
+    assert_resumed_consistently(before, after, resumed, reference)
+    assert all(lr == reference[step] for step, lr in after if step in reference)
+    assert resumed["switch"] == run["switch"]
+
+
+@pytest.mark.skipif(not IS_KERAS_3, reason="tf_keras's BackupAndRestore writes a TensorFlow checkpoint, not save_weights' file")
+def test_killed_while_the_backup_is_written(tmp_path, uninterrupted):
+    """Half a weights file on disk: with double_checkpoint=True, Keras 3 resumes from
+    the backup before it."""
+    reference, run = uninterrupted
+    before, after, resumed = killed_and_resumed(tmp_path, "--kill-in-backup", 5)
+    # BackupAndRestore saves before the trace's callback runs: the cut save is that of
+    # the step after the last traced; the resume starts after the save before it.
+    cut_save_step = before[-1][0] + 1
+    assert after[0][0] == cut_save_step + 1 - 7
+    assert_resumed_consistently(before, after, resumed, reference)

@@ -1,0 +1,104 @@
+"""A fit for the SIGKILL tests (tests/core/test_sigkill.py): trains, and kills itself
+with SIGKILL at a chosen moment, as a preempted machine's process dies.
+
+`sigkill_fit.py BACKUP_DIR TRACE [--kill-after-step N] [--kill-in-backup N]`
+
+Each step's learning rate is appended to TRACE ("optimizer step, learning rate" per
+line) with an unbuffered write, so the lines survive the kill. `--kill-after-step N`
+dies at the end of optimizer step N; `--kill-in-backup N` dies in the middle of
+BackupAndRestore's N-th save, after half of the weights file is written.
+"""
+
+import argparse
+import json
+import os
+import signal
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+
+import keras_autowu  # noqa: E402
+from keras_autowu.core.keras_compat import IS_KERAS_3, keras  # noqa: E402
+
+BATCH, EPOCHS, SAVE_FREQ = 64, 10, 7
+
+
+def kill():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class TraceAndKill(keras.callbacks.Callback):
+    def __init__(self, trace_path, kill_after_step):
+        super().__init__()
+        self._fd = os.open(trace_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        self._kill_after_step = kill_after_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy()) - 1
+        learning_rate = float(self.model.optimizer.learning_rate.numpy())
+        os.write(self._fd, f"{step} {learning_rate!r}\n".encode())
+        if step == self._kill_after_step:
+            kill()
+
+
+def torn_saves(model, in_save):
+    """model.save_weights that, at its `in_save`-th call, writes half the file and dies."""
+    original = model.save_weights
+    calls = [0]
+
+    def save_weights(filepath, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] != in_save:
+            return original(filepath, *args, **kwargs)
+        whole = f"{filepath}.whole.weights.h5"
+        original(whole, *args, **kwargs)
+        with open(whole, "rb") as f:
+            data = f.read()
+        with open(filepath, "wb") as f:
+            f.write(data[: len(data) // 2])
+            f.flush()
+            os.fsync(f.fileno())
+        kill()
+
+    model.save_weights = save_weights
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("backup_dir")
+    parser.add_argument("trace")
+    parser.add_argument("--kill-after-step", type=int, default=-1)
+    parser.add_argument("--kill-in-backup", type=int, default=0)
+    args = parser.parse_args()
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
+    model.compile(optimizer=keras.optimizers.SGD(momentum=0.9), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    if args.kill_in_backup:
+        torn_saves(model, args.kill_in_backup)
+    backup_options = dict(save_freq=SAVE_FREQ, double_checkpoint=True) if IS_KERAS_3 else dict(save_freq=SAVE_FREQ)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(args.backup_dir, **backup_options),
+        keras_autowu.AutoWU(verbose=0),
+        TraceAndKill(args.trace, args.kill_after_step),
+    ]
+    model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, callbacks=callbacks, verbose=0)
+    scheduler = callbacks[1].scheduler
+    with open(args.trace + ".json", "w") as f:
+        json.dump(
+            dict(
+                steps_per_epoch=scheduler.steps_per_epoch,
+                epochs=EPOCHS,
+                velocity_momentum=scheduler.velocity_momentum,
+                losses=np.asarray(scheduler.losses).tolist(),
+                switch=scheduler.switch and scheduler.switch.step,
+            ),
+            f,
+        )
+
+
+if __name__ == "__main__":
+    main()
