@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import keras_autowu
