@@ -6,7 +6,9 @@ with SIGKILL at a chosen moment, as a preempted machine's process dies.
 Each step's learning rate is appended to TRACE ("optimizer step, learning rate" per
 line) with an unbuffered write, so the lines survive the kill. `--kill-after-step N`
 dies at the end of optimizer step N; `--kill-in-backup N` dies in the middle of
-BackupAndRestore's N-th save, after half of the weights file is written.
+BackupAndRestore's N-th save: on Keras 3 after half of the weights file is written; on
+tf_keras, whose backup is a TensorFlow checkpoint, after half of the new checkpoint's
+data is written and before its manager records it.
 """
 
 import argparse
@@ -65,6 +67,27 @@ def torn_saves(model, in_save):
     model.save_weights = save_weights
 
 
+def torn_checkpoints(in_save):
+    """tf_keras: the `in_save`-th CheckpointManager.save writes half its data and dies."""
+    import tensorflow as tf
+
+    original = tf.train.CheckpointManager.save
+    calls = [0]
+
+    def save(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] != in_save:
+            return original(self, *args, **kwargs)
+        prefix = self._checkpoint.write(os.path.join(self.directory, "ckpt-torn"))
+        data = tf.io.gfile.glob(prefix + ".data-*")[0]
+        with open(data, "r+b") as f:
+            f.truncate(os.path.getsize(data) // 2)
+            os.fsync(f.fileno())
+        kill()
+
+    tf.train.CheckpointManager.save = save
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("backup_dir")
@@ -78,7 +101,10 @@ def main():
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
     model.compile(optimizer=keras.optimizers.SGD(momentum=0.9), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     if args.kill_in_backup:
-        torn_saves(model, args.kill_in_backup)
+        if IS_KERAS_3:
+            torn_saves(model, args.kill_in_backup)
+        else:
+            torn_checkpoints(args.kill_in_backup)
     backup_options = dict(save_freq=SAVE_FREQ, double_checkpoint=True) if IS_KERAS_3 else dict(save_freq=SAVE_FREQ)
     callbacks = [
         keras.callbacks.BackupAndRestore(args.backup_dir, **backup_options),
