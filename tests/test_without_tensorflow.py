@@ -64,3 +64,21 @@ def test_the_keras_callbacks_say_what_they_need():
         """
     )
     assert "works on Keras's TensorFlow backend" in stdout and "AutoWUScheduler" in stdout
+
+
+def test_the_gp_test_leaves_its_input_state_as_it_was():
+    """On the NumPy substrate arrays are mutable: the test builds its new state and
+    writes into none it was given (the initial state is cached and shared by runs)."""
+    stdout = run_without_tensorflow(
+        """
+        import numpy as np
+        from keras_autowu.autowu import loss_sampling
+        from keras_autowu.gp import minimum_test
+        state = minimum_test.initial_gp_state()
+        before = [np.array(value, copy=True) for value in state]
+        inputs = loss_sampling.sample_gp_inputs(np.log(np.linspace(3.0, 1.0, 200)), 5, 0, 0)
+        minimum_test.run_gp_minimum_test(state, inputs)
+        print("unchanged", all(np.array_equal(a, b) for a, b in zip(before, minimum_test.initial_gp_state())))
+        """
+    )
+    assert "unchanged True" in stdout

@@ -33,6 +33,7 @@ deterministic for a given seed.
 import functools
 
 import numpy as np
+
 from keras_autowu.gp import substrate
 from keras_autowu.gp.substrate import tf, tfp
 

@@ -11,6 +11,7 @@ instead of a Cholesky factorisation of their full kernel matrix.
 import functools
 
 import numpy as np
+
 from keras_autowu.gp.substrate import tf, tfp
 
 LENGTH_SCALE = 0.2

@@ -26,10 +26,9 @@ import threading
 from typing import NamedTuple
 
 import numpy as np
-from keras_autowu.gp import substrate
-from keras_autowu.gp.substrate import tf, tfp
 
-from keras_autowu.gp import kernel_features
+from keras_autowu.gp import kernel_features, substrate
+from keras_autowu.gp.substrate import tf, tfp
 
 NUM_GRID_POINTS = 500
 NUM_FIT_STEPS = 100
@@ -229,7 +228,8 @@ def gp_minimum_test(state, fit_x, fit_y, fit_mask, cond_x, cond_y, cond_mask, co
     Returns:
       (new `GPState`, `GPTestResult`).
     """
-    state = state._replace(params=tf.tensor_scatter_nd_update(state.params, [[2]], [constant_init]))
+    # A new tensor, not a scatter: the NumPy substrate's scatter writes into its input.
+    state = state._replace(params=tf.stack([state.params[0], state.params[1], constant_init]))
     state = _fit(state, _fit_statistics(fit_x, fit_y, fit_mask))
     mean, difference_variance = _predict(state.params, cond_x, cond_y, cond_mask)
     probability = _passed_probability(mean, difference_variance)

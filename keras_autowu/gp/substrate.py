@@ -14,8 +14,6 @@ import functools
 import importlib
 import os
 
-import numpy as np
-
 
 def _on_tensorflow():
     choice = os.environ.get("KERAS_AUTOWU_GP_SUBSTRATE")
@@ -49,7 +47,3 @@ else:
     def compile(function):  # noqa: A001
         return function
 
-
-def to_numpy(value):
-    """A NumPy array of a tensor of either substrate."""
-    return np.asarray(value)
