@@ -1,7 +1,8 @@
 # make demo: set up .venv and train on scikit-learn's digits with AutoWU (writes autowu_digits.png)
 # make test: set up .venv and run the tests on Keras 3 and on Keras 2 (tf_keras)
 # make test-compat: the Keras 2 stack (TensorFlow 2.15, tensorflow-addons) in .venv-tf215
-# make test-jax: the controllers' tests on Keras's JAX backend with no TensorFlow installed, in .venv-jax
+# make test-jax: on Keras's JAX backend, installed as keras-autowu[jax] (no TensorFlow), in .venv-jax
+# make gpu-bundle: what benchmarks/gpu_check.py needs beyond JAX, in build/gpu_bundle (for a GPU machine with no package index)
 # make docs: the docs site, with its API reference from the docstrings, in site/ (broken links fail it)
 # make bench: every benchmark of AutoWU, then docs/benchmarks.md and its plots (54 minutes on 2 cores with three seeds)
 # make bench-autowu: after a change to AutoWU alone, its rows of section 3 (defaults, gp_minimum) again, the baselines kept
@@ -14,24 +15,24 @@ VENV ?= .venv
 COMPAT_VENV ?= .venv-tf215
 COMPAT_PINS = tensorflow==2.15.1 tensorflow-probability==0.23.0 tf-keras==2.15.1 tensorflow-addons==0.23.0
 JAX_VENV ?= .venv-jax
-# No TensorFlow: the GP runs on TensorFlow Probability's NumPy substrate.
-JAX_PINS = "keras>=3.15.1" "jax[cpu]>=0.10.2" "tensorflow-probability>=0.25.0" "numpy>=1.26.4" "threadpoolctl>=3.8.0" "matplotlib>=3.8" "pytest>=7" "scipy>=1.17"
-# The tests that need no TensorFlow: the controllers', the decision traces, the configs.
+# The tests that run on Keras's JAX backend: the controllers', the decision traces, the
+# configs, and AutoWU in model.fit.
 JAX_TESTS = tests/test_without_tensorflow.py tests/test_decision_traces.py tests/autowu/test_controller.py \
 	tests/autowu/test_config.py tests/autowu/test_schedule.py tests/autowu/test_handover.py \
-	tests/autowu/test_loss_record.py tests/autolrs/test_controller.py tests/autolrs/test_plan.py
+	tests/autowu/test_loss_record.py tests/autolrs/test_controller.py tests/autolrs/test_plan.py \
+	tests/autowu/test_replay_through_fit.py tests/test_readme.py
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-compat test-jax docs bench bench-user-fits bench-autowu bench-factor-search bench-autolrs report
+.PHONY: demo test test-compat test-jax gpu-bundle docs bench bench-user-fits bench-autowu bench-factor-search bench-autolrs report
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[test,bench]"
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[tensorflow,test,bench]"
 	touch $@
 
 $(COMPAT_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(COMPAT_VENV)
-	$(COMPAT_VENV)/bin/pip install --quiet --disable-pip-version-check $(COMPAT_PINS) -e ".[test]"
+	$(COMPAT_VENV)/bin/pip install --quiet --disable-pip-version-check $(COMPAT_PINS) -e ".[tensorflow,test]"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -46,12 +47,28 @@ test-compat: $(COMPAT_VENV)/.installed
 
 $(JAX_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(JAX_VENV)
-	$(JAX_VENV)/bin/pip install --quiet --disable-pip-version-check $(JAX_PINS)
-	$(JAX_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(JAX_VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[jax,test]"
+	! $(JAX_VENV)/bin/python -c "import tensorflow" 2>/dev/null  # the JAX extra pulls in no TensorFlow
 	touch $@
 
 test-jax: $(JAX_VENV)/.installed
 	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest $(JAX_TESTS)
+
+# Keras, TensorFlow Probability, this package and what they import that a JAX install
+# lacks, as wheels for GPU_PYTHON on x86-64 Linux; the machine brings JAX, NumPy, SciPy.
+GPU_BUNDLE = build/gpu_bundle
+GPU_PYTHON ?= 3.11
+GPU_WHEELS = "keras==3.15.1" "tensorflow-probability==0.25.0" absl-py namex optree rich markdown-it-py mdurl pygments \
+	h5py dm-tree decorator cloudpickle gast six threadpoolctl packaging typing-extensions
+gpu-bundle:
+	rm -rf $(GPU_BUNDLE)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-compile --target $(GPU_BUNDLE) --no-deps --only-binary=:all: \
+		--platform manylinux2014_x86_64 --python-version $(GPU_PYTHON) $(GPU_WHEELS)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-compile --target $(GPU_BUNDLE) --no-deps .
+	# Under the 64 MiB a device run may carry: no bytecode, and not TFP's JAX substrate (the GP runs on NumPy's).
+	find $(GPU_BUNDLE) -name __pycache__ -prune -exec rm -rf {} +
+	rm -rf $(GPU_BUNDLE)/bin $(GPU_BUNDLE)/tensorflow_probability/substrates/jax
+	du -sh $(GPU_BUNDLE)
 
 $(VENV)/.docs: $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[docs]"

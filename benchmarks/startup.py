@@ -7,7 +7,9 @@ kinds run in pairs, in alternating order, so that each pair shares the machine's
 state; the figure is the median of the pairs' differences, with their spread. The
 import of keras_autowu is timed apart.
 
-    python benchmarks/startup.py [--quick] [--pairs N] [--epochs 1 10]
+On the backend that KERAS_BACKEND names (TensorFlow by default):
+
+    [KERAS_BACKEND=jax] python benchmarks/startup.py [--quick] [--pairs N] [--epochs 1 10]
 """
 
 import argparse
@@ -22,9 +24,11 @@ CHILD = r"""
 import json, os, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
-import tensorflow as tf
 from sklearn.datasets import load_digits
-keras = tf.keras
+if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
+    import tf_keras as keras
+else:
+    import keras  # on the backend KERAS_BACKEND names
 with_autowu, epochs = sys.argv[1] == "autowu", int(sys.argv[2])
 start = time.perf_counter()
 if with_autowu:
@@ -54,7 +58,8 @@ def main():
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 10])
     args = parser.parse_args()
     pairs, epoch_list = (1, [1]) if args.quick else (args.pairs, args.epochs)
-    print(f"{os.cpu_count()} cores; {pairs} pairs of fresh processes per row, alternating order")
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    print(f"{os.cpu_count()} cores; Keras's {backend} backend; {pairs} pairs of fresh processes per row, alternating order")
     print("epochs  without s  with s  extra s (median)  extra s (min..max)  import s")
     for epochs in epoch_list:
         without, with_, imports = [], [], []

@@ -26,7 +26,11 @@ CNN, with steps_per_execution 1 and 32. In the second:
   guard's), a run made;
 - total: the ratio of whole runs' times (the median over the repeats).
 
-    python benchmarks/training_overhead.py [--quick]
+On the backend that KERAS_BACKEND names (TensorFlow by default). The per-step table
+calls TensorFlow's train function directly, so it is TensorFlow's only; on JAX the
+per-epoch table gives the overhead.
+
+    [KERAS_BACKEND=jax] python benchmarks/training_overhead.py [--quick]
 """
 
 import argparse
@@ -38,10 +42,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import keras_autowu  # noqa: E402
-from keras_autowu.core.keras_compat import keras  # noqa: E402
+from keras_autowu.core.keras_compat import BACKEND, keras, tf  # noqa: E402
 
 
 class Baton:
@@ -192,14 +195,16 @@ def main():
     epochs, repeats, pairs = (3, 1, 3) if args.quick else (12, 8, 100)
     models = (("tiny", tiny_model), ("small CNN", small_cnn))
     rng = np.random.default_rng(0)
-    print(f"{os.cpu_count()} cores; TensorFlow {tf.__version__}")
-    print(f"\nPer step: the train function alone, {pairs} pairs of one epoch's steps, alternating")
-    print(f"{'model':<10} {'steps/exec':>10} {'fixed us':>9} {'AutoWU us':>10} {'ratio':>6}")
-    for kind, make_model in models:
-        x, y, batch_size = data(kind.split()[0], rng)
-        for steps_per_execution in (1, 32):
-            (fixed, autowu), ratio = step_microseconds(make_model, x, y, batch_size, steps_per_execution, pairs)
-            print(f"{kind:<10} {steps_per_execution:>10} {fixed:>9.1f} {autowu:>10.1f} {ratio:>6.3f}")
+    version = tf.__version__ if tf is not None else __import__(BACKEND).__version__
+    print(f"{os.cpu_count()} cores; Keras {keras.__version__} on {BACKEND} {version}")
+    if tf is not None:
+        print(f"\nPer step: the train function alone, {pairs} pairs of one epoch's steps, alternating")
+        print(f"{'model':<10} {'steps/exec':>10} {'fixed us':>9} {'AutoWU us':>10} {'ratio':>6}")
+        for kind, make_model in models:
+            x, y, batch_size = data(kind.split()[0], rng)
+            for steps_per_execution in (1, 32):
+                (fixed, autowu), ratio = step_microseconds(make_model, x, y, batch_size, steps_per_execution, pairs)
+                print(f"{kind:<10} {steps_per_execution:>10} {fixed:>9.1f} {autowu:>10.1f} {ratio:>6.3f}")
     print(f"\nPer epoch: whole fits, {epochs} epochs x {repeats} repeats, epochs alternating")
     print(f"{'model':<10} {'steps/exec':>10} {'steps/epoch':>11} {'fixed ms':>9} {'AutoWU ms':>10} "
           f"{'ratio':>6} {'GP tests':>8} {'checks':>6} {'total':>6}")

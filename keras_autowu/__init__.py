@@ -13,8 +13,8 @@ from keras_autowu.core.requests import Request
 from keras_autowu.factor_search.controller import FactorSearchConfig, FactorSearchScheduler
 from keras_autowu.plotting import plot_autolrs, plot_autowu, plot_factor_search
 
-# The Keras glue, imported on first use: the controllers above need no TensorFlow
-# (off Keras's TensorFlow backend their GP runs on TFP's NumPy substrate); these do.
+# The Keras glue, imported on first use: the controllers above need no Keras and no
+# TensorFlow (off Keras's TensorFlow backend their GP runs on TFP's NumPy substrate).
 _KERAS_GLUE = {
     "AutoLRS": "keras_autowu.autolrs.callback",
     "AutoWU": "keras_autowu.autowu.callback",
@@ -40,12 +40,13 @@ def __getattr__(name):
     try:
         module = importlib.import_module(_KERAS_GLUE[name])
     except ImportError as error:
-        if error.name != "tensorflow":
+        if (error.name or "").split(".")[0] != "tensorflow":
             raise
         raise ImportError(
-            f"keras_autowu.{name} works on Keras's TensorFlow backend, and TensorFlow is not "
-            "installed. On the JAX and PyTorch backends, use the controllers (AutoWUScheduler, "
-            "FactorSearchScheduler, AutoLRSScheduler) in a custom training loop."
+            f"keras_autowu.{name} runs on Keras's TensorFlow backend, and TensorFlow is not "
+            "installed. On JAX, keras_autowu.AutoWU runs in model.fit; for the others, and on "
+            "PyTorch, use the controllers (AutoWUScheduler, FactorSearchScheduler, "
+            "AutoLRSScheduler) in a custom training loop."
         ) from error
     return getattr(module, name)
 

@@ -52,18 +52,19 @@ def test_autowu_and_autolrs_controllers_decide_without_tensorflow():
 
 
 def test_the_keras_callbacks_say_what_they_need():
-    """Without TensorFlow, asking for a callback is an ImportError that says why and
-    what to use instead, not a bare 'No module named tensorflow'."""
+    """Without TensorFlow, asking for a callback that needs it (factor search's probe
+    is TensorFlow graph code) is an ImportError that says why and what to use instead,
+    not a bare 'No module named tensorflow'."""
     stdout = run_without_tensorflow(
         """
         import keras_autowu
         try:
-            keras_autowu.AutoWU
+            keras_autowu.FactorSearch
         except ImportError as error:
             print(error)
         """
     )
-    assert "works on Keras's TensorFlow backend" in stdout and "AutoWUScheduler" in stdout
+    assert "TensorFlow is not installed" in stdout and "FactorSearchScheduler" in stdout
 
 
 def test_the_gp_test_leaves_its_input_state_as_it_was():

@@ -68,7 +68,7 @@ class AutoLRS(SchedulerCallback):
         _build_optimizer(model)
         self.checkpoint = StageCheckpoint(model)
         self._variables = run_state.unsaved(model, self.scheduler.total_steps, "autolrs")
-        self._hook = step_hook.TrainStepHook(self._variables)
+        self._hook = step_hook.train_step_hook(self._variables)
         self._hook.install(model)
         self._validation_loss = _validation_loss_function(model) if self._validation_dataset is not None else None
         self._fit_start = None

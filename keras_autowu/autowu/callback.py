@@ -62,6 +62,7 @@ class AutoWU(SchedulerCallback):
     """
 
     name = "AutoWU"
+    backends = ("tensorflow", "jax")
 
     def __init__(self, steps_per_epoch=None, total_epochs=None, rollback_on_divergence=None, departures=None, **kwargs):
         self.config = AutoWUConfig(**kwargs)
@@ -140,11 +141,12 @@ class AutoWU(SchedulerCallback):
         if self._variables is None:  # set_params was not called by fit (Keras 2 does)
             self._attach(self.params)
         self._start_table(self._variables)
-        self._hook = step_hook.TrainStepHook(self._variables)
+        self._hook = step_hook.train_step_hook(self._variables)
         self._hook.install(self.model)
         self._run_started = False
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._running_state()
         if not self._run_started:
             # Here, not in on_train_begin: BackupAndRestore may restore after AutoWU's.
             self._start_or_resume(epoch)
@@ -187,9 +189,11 @@ class AutoWU(SchedulerCallback):
         # batch runs; only then is the step counter read (a read waits for the device),
         # and the losses after it.
         if self._steps_at_epoch_start + batch >= self.scheduler.next_decision_step():
+            self._running_state()
             self._sync(self._variables.count())
 
     def on_epoch_end(self, epoch, logs=None):
+        self._running_state()
         self._sync(self._variables.count())
         if self.scheduler.steps_done == self._steps_at_start:
             raise RuntimeError(

@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from keras_autowu.core import checks, keras_compat
+from keras_autowu.core import checks, keras_compat, step_hook
 from keras_autowu.core.keras_compat import keras
 from keras_autowu.core.stacklevel import user_stacklevel
 
@@ -37,8 +37,10 @@ class SchedulerCallback(keras.callbacks.Callback):
 
     name = "scheduler"
     sets_learning_rate = True  # what other schedulers of the package look for
+    backends = ("tensorflow",)  # the Keras backends it has a step hook for (step_hook)
 
     def __init__(self, steps_per_epoch=None, total_epochs=None):
+        step_hook.check_backend(self.name, self.backends)
         super().__init__()
         checks.check_run_length(self.name, steps_per_epoch, total_epochs, allow_none=True)
         self._steps_per_epoch, self._total_epochs = steps_per_epoch, total_epochs
@@ -115,6 +117,12 @@ class SchedulerCallback(keras.callbacks.Callback):
     def _epoch_learning_rate(self, epoch):
         """The learning rate of the epoch's last step."""
         raise NotImplementedError
+
+    def _running_state(self):
+        """The model, its variables up to date: on JAX the train function holds the
+        running state, which reading `self.model` puts back into the variables
+        (keras/src/callbacks/callback.py); a write through them reaches the next step."""
+        return self.model
 
     def _warn(self, text):
         warnings.warn(f"{self.name}: {text}", UserWarning, stacklevel=user_stacklevel())

@@ -1,16 +1,26 @@
 """Everything that knows which Keras trains the model, or touches what Keras keeps private.
 
-The Keras is the one `tf.keras` names: Keras 3, or Keras 2 (tf_keras) with
-TF_USE_LEGACY_KERAS=1 and on TensorFlow 2.15; the callbacks must subclass its
-Callback. No other module of the package branches on the Keras version or reaches
-into a private attribute: each access here says why it is needed.
+On Keras's TensorFlow backend the Keras is the one `tf.keras` names: Keras 3, or
+Keras 2 (tf_keras) with TF_USE_LEGACY_KERAS=1 and on TensorFlow 2.15; the callbacks
+must subclass its Callback. On the JAX and PyTorch backends it is Keras 3, and
+TensorFlow is not imported. No other module of the package branches on the Keras
+version or backend or reaches into a private attribute: each access here says why.
 """
 
+import contextlib
 import sys
 
-import tensorflow as tf
+import keras as _keras  # Keras 3, or on TensorFlow 2.15 the Keras 2 that tf.keras names
 
-keras = tf.keras
+BACKEND = _keras.backend.backend()
+ON_TENSORFLOW = BACKEND == "tensorflow"
+if ON_TENSORFLOW:
+    import tensorflow as tf
+
+    keras = tf.keras
+else:
+    tf = None
+    keras = _keras
 IS_KERAS_3 = hasattr(keras, "version") and keras.version().startswith("3.")
 
 
@@ -49,9 +59,17 @@ def tf_variable(variable):
 
 
 def variable_ref(variable):
-    """A hashable identity of a variable. The optimizer's lists may hold a Keras 3
-    variable or the tf.Variable it wraps: compare what they wrap."""
-    return tf_variable(variable).ref()
+    """A hashable identity of a variable. On TensorFlow the optimizer's lists may hold a
+    Keras 3 variable or the tf.Variable it wraps: compare what they wrap. Elsewhere a
+    variable is one object."""
+    return tf_variable(variable).ref() if ON_TENSORFLOW else id(variable)
+
+
+def distribution_scope(model):
+    """The model's tf.distribute strategy's scope, where variables are made; on the other
+    backends (no strategies) a context that does nothing."""
+    strategy = getattr(model, "distribute_strategy", None) if ON_TENSORFLOW else None
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 def sgd_velocity_refs(optimizer):
@@ -72,7 +90,7 @@ def velocity_momentum(optimizer):
     if type(optimizer).__name__ not in ("SGD", "RMSprop"):
         return 0.0
     momentum = getattr(optimizer, "momentum", 0.0)  # a float, or a legacy optimizer's hyperparameter
-    return float(tf.convert_to_tensor(momentum))
+    return float(tf.convert_to_tensor(momentum)) if ON_TENSORFLOW else float(momentum)
 
 
 def build_optimizer_slots(model):
@@ -165,7 +183,7 @@ def add_optimizer_variables(model, attribute, specs):
     attribute, which replaces those of a run of another shape.
     """
     optimizer = model.optimizer
-    with model.distribute_strategy.scope():
+    with distribution_scope(model):
         if IS_KERAS_3:
             if model.built:
                 # The same order of variables whether or not fit() built the optimizer first.
@@ -182,7 +200,7 @@ def add_optimizer_variables(model, attribute, specs):
                 for spec in specs
             ]
         # Attribute tracking makes it a checkpoint dependency, restored on creation.
-        setattr(optimizer, attribute, _TrackedVariables(attribute, specs))
+        setattr(optimizer, attribute, _tracked_variables(attribute, specs))
         return tracked_optimizer_variables(optimizer, attribute)
 
 
@@ -193,21 +211,20 @@ def tracked_optimizer_variables(optimizer, attribute):
     return None if module is None else list(module.variables_in_order)
 
 
-class _TrackedVariables(tf.Module):
+def _tracked_variables(attribute, specs):
     """One checkpoint dependency of a tf_keras optimizer holding the variables."""
-
-    def __init__(self, attribute, specs):
-        super().__init__(name=attribute)
-        # The checkpoint's keys name this list: keep its name.
-        self.variables_in_order = [
-            tf.Variable(
-                tf.fill(spec.shape, tf.constant(spec.initial, spec.dtype)),
-                trainable=False,
-                name=spec.name,
-                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-            )
-            for spec in specs
-        ]
+    module = tf.Module(name=attribute)
+    # The checkpoint's keys name this list: keep its name.
+    module.variables_in_order = [
+        tf.Variable(
+            tf.fill(spec.shape, tf.constant(spec.initial, spec.dtype)),
+            trainable=False,
+            name=spec.name,
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
+        for spec in specs
+    ]
+    return module
 
 
 def wrap_checkpoint_loading(optimizer, wrap):
@@ -216,3 +233,13 @@ def wrap_checkpoint_loading(optimizer, wrap):
     if not IS_KERAS_3 or "load_own_variables" in vars(optimizer):
         return
     optimizer.load_own_variables = wrap(optimizer.load_own_variables)
+
+
+def loss_tracker(model):
+    """The Mean that Keras 3 adds each step's loss to, weighted by its batch size, and
+    reports as `loss`: the metric of that name in `model.metrics`, which lists it first
+    once the model is compiled (keras/src/trainers/trainer.py)."""
+    tracker = next((m for m in model.metrics if m.name == "loss"), None)
+    if tracker is None or not hasattr(tracker, "total"):
+        raise RuntimeError("AutoWU found no loss tracker in this model's metrics: compile the model with a loss.")
+    return tracker

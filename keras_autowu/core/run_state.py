@@ -5,17 +5,18 @@ Every AutoWU decision is a function of the recorded losses, so the losses and th
 step they start at are all a restart needs: 4 bytes per step of the run. The
 learning rate of every step is kept beside them, as a table that the callback
 rewrites when a test changes the schedule and the train step looks its learning rate
-up in; it follows from the losses, so it is no part of the checkpoint.
+up in; it follows from the losses, so on TensorFlow it is no part of the checkpoint.
+Off TensorFlow (JAX) the train step sees only the optimizer's variables, so the table
+is one of them, and checkpoints carry it too.
 """
 
 import functools
 import weakref
 
 import numpy as np
-import tensorflow as tf
 
 from keras_autowu.core import keras_compat, optimizer_state
-from keras_autowu.core.keras_compat import tf_variable, variable_ref
+from keras_autowu.core.keras_compat import ON_TENSORFLOW, tf, tf_variable, variable_ref
 
 # No run yet: `step_offset` holds this until a run starts.
 NO_RUN = -1
@@ -47,15 +48,17 @@ class RunVariables:
         return min(int(self.steps_recorded.numpy()), self.total_steps)
 
     def read_losses(self, start, stop):
-        """Losses start..stop-1, read from the device alone."""
-        return tf.gather(tf_variable(self.losses), tf.range(start, stop)).numpy()
+        """Losses start..stop-1 (on TensorFlow only those are copied from the device)."""
+        if ON_TENSORFLOW:
+            return tf.gather(tf_variable(self.losses), tf.range(start, stop)).numpy()
+        return np.asarray(self.losses.numpy())[start:stop]
 
     def recorded_losses(self):
         """The losses recorded so far, and the step offset (NO_RUN before any run)."""
         return self.read_losses(0, self.count()), int(self.step_offset.numpy())
 
     def start_run(self, step_offset):
-        self.losses.assign(tf.fill([self.total_steps + 1], np.float32(np.nan)))
+        self.losses.assign(np.full(self.total_steps + 1, np.nan, np.float32))
         self.steps_recorded.assign(0)
         self.step_offset.assign(step_offset)
 
@@ -65,22 +68,25 @@ class RunVariables:
 
     def tf_variables(self):
         """The underlying tf.Variables, for graph code (scatter updates) on both Kerases."""
-        return RunVariables(*(tf_variable(v) for v in self._all()))
+        return RunVariables(*(tf_variable(v) for v in self.all_variables()))
 
-    def _all(self):
+    def all_variables(self):
         return (self.losses, self.steps_recorded, self.step_offset, self.learning_rates)
 
     def refs(self):
-        return {variable_ref(v) for v in self._all()}
+        return {variable_ref(v) for v in self.all_variables()}
 
 
 def _specs(total_steps):
-    """The saved variables, in their checkpoints' order."""
-    return (
+    """The saved variables, in their checkpoints' order (off TensorFlow with the table)."""
+    specs = (
         optimizer_state.VariableSpec("autowu_losses", "float32", (total_steps + 1,), np.nan),
         optimizer_state.VariableSpec("autowu_steps_recorded", "int64", (), 0),
         optimizer_state.VariableSpec("autowu_step_offset", "int64", (), NO_RUN),
     )
+    if ON_TENSORFLOW:
+        return specs
+    return specs + (optimizer_state.VariableSpec("autowu_learning_rates", "float32", (total_steps + 1,), 0.0),)
 
 # Optimizer -> {total_steps: its learning-rate table}; outside the optimizer's tracked
 # state, so that no checkpoint holds it.
@@ -97,7 +103,9 @@ def attach(model, total_steps):
     existing = find(optimizer, total_steps)
     if existing is not None:
         return existing
-    with model.distribute_strategy.scope():
+    if not ON_TENSORFLOW:
+        return RunVariables(*_SAVED.add(model, _specs(total_steps)))
+    with keras_compat.distribution_scope(model):
         _tables.setdefault(optimizer, {})[total_steps] = _learning_rate_table(total_steps)
         _SAVED.add(model, _specs(total_steps))
     keras_compat.wrap_checkpoint_loading(optimizer, functools.partial(_loading_version_0_1_checkpoints, optimizer))
@@ -116,6 +124,9 @@ def _learning_rate_table(total_steps):
 
 def find(optimizer, total_steps):
     """The optimizer's run variables for a run of `total_steps` steps, or None."""
+    if not ON_TENSORFLOW:
+        matching = [RunVariables(*saved) for saved in _SAVED.candidates(optimizer) if int(saved[0].shape[0]) == total_steps + 1]
+        return matching[-1] if matching else None
     table = _tables.get(optimizer, {}).get(total_steps)
     if table is None:
         return None

@@ -1,9 +1,8 @@
 """An in-memory copy of a model's weights and optimizer state, for AutoWU's roll-back."""
 
 import numpy as np
-import tensorflow as tf
 
-from keras_autowu.core.keras_compat import optimizer_variables, sgd_velocity_refs, tf_variable, variable_ref
+from keras_autowu.core.keras_compat import ON_TENSORFLOW, optimizer_variables, sgd_velocity_refs, tf, tf_variable, variable_ref
 
 
 class WeightSnapshot:
@@ -61,7 +60,9 @@ def saved_variables(model, exclude=(), step_counter=False):
 
 def all_finite(variables):
     """Whether every floating-point value of `variables` is finite, checked where they
-    live (no copy to the host), so that a snapshot need not be taken to find out."""
+    live (on TensorFlow no copy to the host), so that a snapshot need not be taken to find out."""
+    if not ON_TENSORFLOW:
+        return all(np.isfinite(v.numpy()).all() for v in variables if np.issubdtype(np.dtype(v.dtype), np.floating))
     floats = [tf_variable(v) for v in variables if tf.as_dtype(v.dtype).is_floating]
     return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in floats])) if floats else True
 

@@ -80,7 +80,7 @@ class FactorSearch(SchedulerCallback):
         )
         # Each step's learning rate from a table in the graph, as AutoWU's and AutoLRS's.
         self._variables = run_state.unsaved(model, self.scheduler.total_steps, "factor_search")
-        step_hook.TrainStepHook(self._variables, before_train_step=self._probe.before_train_step).install(model)
+        step_hook.train_step_hook(self._variables, before_train_step=self._probe.before_train_step).install(model)
         self._probe.make_train_functions()
         if self._record is None:  # set_params was not called by fit
             self._attach(self.params)

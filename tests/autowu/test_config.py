@@ -3,7 +3,6 @@
 import pytest
 
 import keras_autowu
-from needs_tensorflow import autowu_callback
 
 BAD_ARGUMENTS = [
     ("min_lr", 0.0, "AutoWU expects `min_lr` in (0.0, inf]. Received min_lr=0.0"),
@@ -49,7 +48,7 @@ def test_bad_argument_raises_value_error_naming_it(cls, name, value, message):
     """Each out-of-range argument raises a ValueError with its name and value."""
     with pytest.raises(ValueError) as error:
         if cls == "callback":
-            autowu_callback(**{name: value})
+            keras_autowu.AutoWU(**{name: value})
         else:
             keras_autowu.AutoWUScheduler(10, 10, **{name: value})
     assert message in str(error.value)
@@ -62,7 +61,7 @@ def test_bad_run_length_raises(name, value):
     with pytest.raises(ValueError, match=f"Received {name}={value}"):
         keras_autowu.AutoWUScheduler(**args)
     with pytest.raises(ValueError, match=f"Received {name}={value}"):
-        autowu_callback(**{name: value})
+        keras_autowu.AutoWU(**{name: value})
 
 
 def test_unknown_argument_is_a_type_error():
@@ -70,7 +69,7 @@ def test_unknown_argument_is_a_type_error():
     with pytest.raises(TypeError, match="max_lrr"):
         keras_autowu.AutoWUScheduler(10, 10, max_lrr=1.0)
     with pytest.raises(TypeError, match="max_lrr"):
-        autowu_callback(max_lrr=1.0)
+        keras_autowu.AutoWU(max_lrr=1.0)
 
 
 def test_version_is_single_sourced():
