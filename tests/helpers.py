@@ -5,10 +5,11 @@ import warnings
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_autowu
-from keras_autowu.core.keras_compat import IS_KERAS_3, keras
+from keras_autowu.core.keras_compat import IS_KERAS_3, keras, tf  # tf: None off TensorFlow
+
+needs_tensorflow = pytest.mark.skipif(tf is None, reason="tf.distribute and tf.data run on Keras's TensorFlow backend")
 
 # An AutoWU range wide enough that the loss surely turns up within a tiny run.
 EXPLODING = dict(min_lr=1e-3, max_lr=1e3, test_interval=4)

@@ -2,12 +2,13 @@
 decisions), `StageCheckpoint` (the in-memory checkpoint) and the train-step hook that
 records each step's loss and sets each step's learning rate in the graph."""
 
-import tensorflow as tf
+import functools
 
-from keras_autowu.core import step_hook
-from keras_autowu.core import checks, model_loss, run_state
+import numpy as np
+
+from keras_autowu.core import checks, keras_compat, model_loss, run_state, step_hook
 from keras_autowu.core.callback import SchedulerCallback
-from keras_autowu.core.keras_compat import build_optimizer_slots, check_settable_learning_rate, steps_per_execution
+from keras_autowu.core.keras_compat import build_optimizer_slots, check_settable_learning_rate, keras, learning_rate_value, steps_per_execution, tf
 from keras_autowu.autolrs.config import AutoLRSConfig
 from keras_autowu.autolrs.controller import AutoLRSScheduler
 from keras_autowu.core.stage_checkpoint import StageCheckpoint
@@ -45,6 +46,7 @@ class AutoLRS(SchedulerCallback):
     """
 
     name = "AutoLRS"
+    backends = ("tensorflow", "jax")
 
     def __init__(self, min_lr=1e-5, max_lr=1.0, validation_data=None, steps_per_epoch=None, total_epochs=None, **kwargs):
         self._kwargs = dict(kwargs, min_lr=min_lr, max_lr=max_lr)
@@ -58,7 +60,7 @@ class AutoLRS(SchedulerCallback):
         check_settable_learning_rate("AutoLRS", model.optimizer)
         steps_per_epoch, total_epochs = self.run_length()
         self.steps_per_epoch = steps_per_epoch
-        learning_rate = float(tf.convert_to_tensor(model.optimizer.learning_rate).numpy())
+        learning_rate = learning_rate_value(model.optimizer)
         self.scheduler = AutoLRSScheduler(
             steps_per_epoch * total_epochs, learning_rate, steps_per_execution(model),
             validation=self._validation_dataset is not None, **self._kwargs,
@@ -74,6 +76,7 @@ class AutoLRS(SchedulerCallback):
         self._fit_start = None
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._running_state()
         self._epoch_first_step = epoch * self.steps_per_epoch
         if self._fit_start is None:
             self._fit_start = self._read_from = self._epoch_first_step
@@ -82,7 +85,7 @@ class AutoLRS(SchedulerCallback):
             if epoch == 0:
                 self.scheduler.reset()
             else:  # BackupAndRestore or fit(initial_epoch=...): the in-memory checkpoint is gone
-                rate = float(tf.convert_to_tensor(self.model.optimizer.learning_rate).numpy())
+                rate = learning_rate_value(self.model.optimizer)
                 self.scheduler.resume(self._fit_start, rate)
                 if self.config.verbose:
                     print(f"AutoLRS: resuming at step {self._fit_start}; a stage cut short starts again from here.")
@@ -93,6 +96,7 @@ class AutoLRS(SchedulerCallback):
         scheduler = self.scheduler
         if step < scheduler.next_boundary() or step >= scheduler.total_steps:
             return
+        self._running_state()
         losses = self._variables.read_losses(self._read_from - self._fit_start, step - self._fit_start)
         self._read_from = step
         validation = self._validation_loss(self._validation_dataset) if scheduler.validation_due(step) else None
@@ -136,10 +140,12 @@ def _build_optimizer(model):
 def _validation_dataset(validation_data):
     if validation_data is None:
         return None
-    if isinstance(validation_data, tf.data.Dataset):
+    if tf is not None and isinstance(validation_data, tf.data.Dataset):
         return validation_data
     if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
         x, y = validation_data
+        if not keras_compat.ON_TENSORFLOW:
+            return np.asarray(x), np.asarray(y)
         return tf.data.Dataset.from_tensor_slices((x, y)).batch(256)
     checks.fail("AutoLRS", "validation_data", type(validation_data).__name__, "`validation_data` to be (x, y) or a tf.data.Dataset of (x, y) batches")
 
@@ -147,6 +153,8 @@ def _validation_dataset(validation_data):
 def _validation_loss_function(model):
     """The compiled loss's mean over a dataset, in inference mode."""
     loss_function = model_loss.per_row_loss_function(model, "AutoLRS scores validation_data with the compiled loss")
+    if not keras_compat.ON_TENSORFLOW:
+        return functools.partial(_mean_loss_over_arrays, model, loss_function)
 
     @tf.function
     def validation_loss(dataset):
@@ -158,3 +166,16 @@ def _validation_loss_function(model):
         return total / rows
 
     return validation_loss
+
+
+def _mean_loss_over_arrays(model, loss_function, data, batch_size=256):
+    """The compiled loss's mean over (x, y) arrays, in inference mode, batch by batch
+    (off TensorFlow: the model's variables must be up to date, `_running_state`)."""
+    x, y = data
+    total, rows = 0.0, 0
+    for start in range(0, len(x), batch_size):
+        stop = start + batch_size
+        per_row = loss_function(y[start:stop], model(x[start:stop], training=False))
+        per_row = np.asarray(keras.ops.convert_to_numpy(per_row), np.float64).reshape(-1)
+        total, rows = total + per_row.sum(), rows + per_row.size
+    return total / rows

@@ -93,6 +93,14 @@ def velocity_momentum(optimizer):
     return float(tf.convert_to_tensor(momentum)) if ON_TENSORFLOW else float(momentum)
 
 
+def learning_rate_value(optimizer):
+    """The optimizer's learning rate now, as a float."""
+    learning_rate = optimizer.learning_rate
+    if ON_TENSORFLOW:
+        return float(tf.convert_to_tensor(learning_rate).numpy())
+    return float(learning_rate.numpy() if hasattr(learning_rate, "numpy") else learning_rate)
+
+
 def build_optimizer_slots(model):
     """Makes the optimizer's slots now if the first step has not yet: a copy taken
     before them would put back the weights and leave the slots as they became."""

@@ -161,10 +161,27 @@ def _loading_version_0_1_checkpoints(optimizer, keras_load):
     return load
 
 
+# Off TensorFlow, the unsaved run variables of each prefix, added to optimizers.
+_UNSAVED = {}
+
+
 def unsaved(model, total_steps, prefix):
     """Run variables for the step hook outside the optimizer, for a scheduler whose
     run cannot survive a restart anyway (AutoLRS: its in-memory checkpoint does not):
-    nothing here needs saving."""
+    nothing here needs saving. Off TensorFlow the train step sees only the optimizer's
+    variables, so there they are the optimizer's (made once per run length)."""
+    if not ON_TENSORFLOW:
+        kept = _UNSAVED.setdefault(prefix, optimizer_state.SavedVariables(prefix))
+        for variables in reversed(kept.candidates(model.optimizer)):
+            if int(variables[0].shape[0]) == total_steps + 1:
+                return RunVariables(*variables)
+        specs = (
+            optimizer_state.VariableSpec(f"{prefix}_losses", "float32", (total_steps + 1,), np.nan),
+            optimizer_state.VariableSpec(f"{prefix}_steps_recorded", "int64", (), 0),
+            optimizer_state.VariableSpec(f"{prefix}_step_offset", "int64", (), NO_RUN),
+            optimizer_state.VariableSpec(f"{prefix}_learning_rates", "float32", (total_steps + 1,), 0.0),
+        )
+        return RunVariables(*kept.add(model, specs))
 
     def variable(value, dtype, name):
         return tf.Variable(

@@ -14,9 +14,10 @@ on moving the weights at the stage's previous learning rate for a few dozen step
 explored one; `restore(velocity_scale=new / old)` gives the PyTorch behaviour.
 """
 
-import tensorflow as tf
+import numpy as np
 
-from keras_autowu.core.keras_compat import sgd_velocity_refs, tf_variable, variable_ref
+from keras_autowu.core import keras_compat
+from keras_autowu.core.keras_compat import keras, sgd_velocity_refs, tf, tf_variable, variable_ref
 from keras_autowu.core.snapshot import saved_variables
 
 
@@ -27,9 +28,15 @@ class StageCheckpoint:
     def __init__(self, model, exclude=()):
         # AutoLRS's stages restore the step counter too, as the reference's state_dict does.
         variables = saved_variables(model, exclude, step_counter=True)
-        self._variables = [tf_variable(v) for v in variables]
         velocity_refs = sgd_velocity_refs(model.optimizer)
         self._is_velocity = [variable_ref(v) in velocity_refs for v in variables]
+        self.saved = False
+        if not keras_compat.ON_TENSORFLOW:
+            # JAX: arrays on the device, copied; the train step consumes (donates) the
+            # arrays it is given, so a restore hands the variables copies of the copies.
+            self._variables, self._copies = variables, None
+            return
+        self._variables = [tf_variable(v) for v in variables]
         with model.distribute_strategy.scope():
             self._copies = [
                 tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="autolrs_checkpoint")
@@ -37,7 +44,6 @@ class StageCheckpoint:
             ]
         self._save = tf.function(self._assign_all)
         self._restore = tf.function(self._assign_all)
-        self.saved = False
 
     @staticmethod
     def _assign_all(targets, sources, scales, scale):
@@ -48,15 +54,24 @@ class StageCheckpoint:
             target.assign(value)
 
     def save(self):
-        self._save(self._copies, self._variables, [False] * len(self._copies), tf.constant(1.0))
+        if keras_compat.ON_TENSORFLOW:
+            self._save(self._copies, self._variables, [False] * len(self._copies), tf.constant(1.0))
+        else:
+            self._copies = [keras.ops.copy(v.value) for v in self._variables]
         self.saved = True
 
     def restore(self, velocity_scale=1.0):
         """Puts the saved values back; SGD's velocity times `velocity_scale`."""
         if not self.saved:
             raise RuntimeError("AutoLRS: restore() before any save()")
-        self._restore(self._variables, self._copies, self._is_velocity, tf.constant(float(velocity_scale)))
+        if keras_compat.ON_TENSORFLOW:
+            self._restore(self._variables, self._copies, self._is_velocity, tf.constant(float(velocity_scale)))
+            return
+        for variable, copy, is_velocity in zip(self._variables, self._copies, self._is_velocity):
+            variable.assign(keras.ops.copy(copy) * np.asarray(velocity_scale, copy.dtype) if is_velocity else keras.ops.copy(copy))
 
     @property
     def num_bytes(self):
-        return sum(v.shape.num_elements() * v.dtype.size for v in self._copies)
+        if keras_compat.ON_TENSORFLOW:
+            return sum(v.shape.num_elements() * v.dtype.size for v in self._copies)
+        return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in self._variables)

@@ -1,15 +1,14 @@
 """AutoLRS in `model.fit`: the plan's learning rate at every step, bit-exact restores,
-tf.distribute, resume, and the checkpoint itself."""
+tf.distribute, resume, and the checkpoint itself; on TensorFlow and on JAX."""
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_autowu
-from keras_autowu.core.keras_compat import keras, optimizer_variables
+from keras_autowu.core.keras_compat import IS_KERAS_3, keras, optimizer_variables, tf
 from keras_autowu.autolrs.plan import StagePlan
 
-from helpers import Preempted, PreemptAtEpoch, replica_values, tiny_classifier
+from helpers import Preempted, PreemptAtEpoch, needs_tensorflow, replica_values, tiny_classifier
 
 STEPS_PER_EPOCH = 16
 PLAN = dict(tau=40, tau_ratio=10, explored=3)  # explore 4 steps each, train 40
@@ -21,7 +20,7 @@ def linear_model(steps_per_execution=1, optimizer=None):
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer=keras.initializers.Constant(100.0))])
     model.compile(
         optimizer=optimizer or keras.optimizers.SGD(0.01),
-        loss=lambda y_true, y_pred: tf.reduce_mean(y_pred, axis=-1),
+        loss=lambda y_true, y_pred: keras.ops.mean(y_pred, axis=-1) if IS_KERAS_3 else tf.reduce_mean(y_pred, axis=-1),
         steps_per_execution=steps_per_execution,
     )
     return model
@@ -119,6 +118,7 @@ def test_validation_data_scores_the_late_stages(tmp_path):
     assert (tmp_path / "autolrs.png").stat().st_size > 10_000
 
 
+@needs_tensorflow
 @pytest.mark.parametrize("validation", [False, True], ids=["training_loss", "validation_data"])
 def test_two_replicas_agree_and_the_run_is_the_one_device_run(validation, mirrored_strategy):
     rng = np.random.default_rng(0)
@@ -189,6 +189,7 @@ def test_another_scheduler_in_the_same_fit_is_refused():
                   callbacks=[keras_autowu.AutoLRS(verbose=0), keras.callbacks.ReduceLROnPlateau()])
 
 
+@needs_tensorflow
 def test_a_dataset_of_unknown_length_needs_the_run_s_length():
     x, y = ones()
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).filter(lambda a, b: True)
