@@ -38,6 +38,8 @@ def __getattr__(name):
     if name not in _KERAS_GLUE:
         raise AttributeError(f"module 'keras_autowu' has no attribute {name!r}")
     try:
+        if name == "FactorProbe":  # graph code on TensorFlow, state code on JAX
+            return importlib.import_module("keras_autowu.factor_search.callback").probe_class()
         module = importlib.import_module(_KERAS_GLUE[name])
     except ImportError as error:
         if (error.name or "").split(".")[0] != "tensorflow":

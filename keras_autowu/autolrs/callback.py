@@ -68,8 +68,9 @@ class AutoLRS(SchedulerCallback):
         if self.config.verbose and self.config.tau is None:
             print(f"AutoLRS: tau={self.scheduler.tau} (first stage: {self.scheduler.plan.stage(0).end} steps of {self.scheduler.total_steps}).")
         _build_optimizer(model)
-        self.checkpoint = StageCheckpoint(model)
         self._variables = run_state.unsaved(model, self.scheduler.total_steps, "autolrs")
+        # Off TensorFlow the run's variables are the optimizer's: the checkpoint leaves them.
+        self.checkpoint = StageCheckpoint(model, exclude=self._variables.refs())
         self._hook = step_hook.train_step_hook(self._variables)
         self._hook.install(model)
         self._validation_loss = _validation_loss_function(model) if self._validation_dataset is not None else None

@@ -26,11 +26,16 @@ from keras_autowu.core import keras_compat
 
 
 class JaxTrainStepHook:
-    """Graph code for one run over its `RunVariables`; see the module docstring."""
+    """Step code for one run over its `RunVariables`; see the module docstring.
 
-    def __init__(self, run_variables):
+    `before_train_step(state, data)`, if given, is step code of the scheduler's own that
+    runs first and returns the new state (factor search's probe).
+    """
+
+    def __init__(self, run_variables, before_train_step=None):
         self._variables = run_variables
         self._total_steps = run_variables.total_steps
+        self._before_train_step = before_train_step
 
     def install(self, model):
         """Wraps `model.train_step` and makes Keras retrace the train function."""
@@ -48,6 +53,8 @@ class JaxTrainStepHook:
         keras_compat.retrace_train_function(model)
 
     def on_step(self, model, original, state, data):
+        if self._before_train_step is not None:
+            state = self._before_train_step(state, data)
         trainable, non_trainable, optimizer_values, metrics_values = state
         optimizer_values, metrics_values = list(optimizer_values), list(metrics_values)
         at = _positions(model.optimizer.variables, model.optimizer.learning_rate, *self._variables.all_variables())

@@ -25,8 +25,9 @@ def check_backend(owner, backends):
 def train_step_hook(run_variables, before_train_step=None):
     """The hook for this backend over `run_variables` (see `check_backend`).
 
-    `before_train_step(data)`: graph code of the scheduler's own to run at the start of
-    each train step (TensorFlow only: factor search's probe).
+    `before_train_step`: step code of the scheduler's own to run at the start of each
+    train step (factor search's probe): on TensorFlow `before_train_step(data)`, graph
+    code; on JAX `before_train_step(state, data)`, which returns the new state.
     """
     if keras_compat.ON_TENSORFLOW:
         from keras_autowu.core.tf_step_hook import TrainStepHook
@@ -34,7 +35,7 @@ def train_step_hook(run_variables, before_train_step=None):
         return TrainStepHook(run_variables, before_train_step)
     from keras_autowu.core.jax_step_hook import JaxTrainStepHook
 
-    return JaxTrainStepHook(run_variables)
+    return JaxTrainStepHook(run_variables, before_train_step)
 
 
 def uninstall(model, retrace=True):

@@ -3,13 +3,10 @@
 
 import warnings
 
-import tensorflow as tf
-
-from keras_autowu.core import checks, run_state, step_hook
+from keras_autowu.core import checks, keras_compat, run_state, step_hook
 from keras_autowu.core.callback import SchedulerCallback
-from keras_autowu.factor_search import probe as factor_probe
 from keras_autowu.factor_search import probe_record
-from keras_autowu.core.keras_compat import build_optimizer_slots, check_settable_learning_rate, steps_per_execution
+from keras_autowu.core.keras_compat import build_optimizer_slots, check_settable_learning_rate, learning_rate_value, steps_per_execution
 from keras_autowu.core.stacklevel import user_stacklevel
 from keras_autowu.factor_search.controller import FactorSearchConfig, FactorSearchScheduler
 from keras_autowu.core import snapshot as weight_snapshot
@@ -24,7 +21,7 @@ class FactorSearch(SchedulerCallback):
     each factor times the learning rate; the learning rate is multiplied by the
     factors' geometric mean, weighted by exp(-normalised loss). See
     `FactorSearchScheduler` for the arguments, which this callback takes too, and
-    `keras_autowu/factor_probe.py` for how the probes move the weights and back.
+    `keras_autowu/factor_search/probe.py` for how the probes move the weights and back.
 
     The run starts from the optimizer's learning rate, or from
     `initial_learning_rate`. The learning rate and every update's probes live in the
@@ -51,6 +48,7 @@ class FactorSearch(SchedulerCallback):
     """
 
     name = "FactorSearch"
+    backends = ("tensorflow", "jax")
 
     def __init__(self, steps_per_epoch=None, total_epochs=None, rollback_on_divergence=True, **kwargs):
         self.config = FactorSearchConfig(**kwargs)  # checks the arguments now
@@ -73,9 +71,9 @@ class FactorSearch(SchedulerCallback):
         kwargs = dict(self._kwargs)
         kwargs["update_interval"] = self._aligned_interval(steps_per_epoch)
         self.scheduler = FactorSearchScheduler(
-            steps_per_epoch, total_epochs, learning_rate=_learning_rate(model.optimizer), **kwargs
+            steps_per_epoch, total_epochs, learning_rate=learning_rate_value(model.optimizer), **kwargs
         )
-        self._probe = factor_probe.FactorProbe(
+        self._probe = probe_class()(
             model, self.config.factors, self.config.direction, self.config.probe_batch_size, self.config.seed
         )
         # Each step's learning rate from a table in the graph, as AutoWU's and AutoLRS's.
@@ -104,6 +102,7 @@ class FactorSearch(SchedulerCallback):
         return aligned
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._running_state()
         iterations = int(self.model.optimizer.iterations.numpy())
         if self._run_start is None:
             self._start_or_resume(epoch, iterations)
@@ -122,7 +121,7 @@ class FactorSearch(SchedulerCallback):
                 scheduler.set_state(self._record.scheduler_state(scheduler.steps_per_epoch, scheduler.total_epochs))
                 how = f"{len(scheduler.updates)} updates replayed"
             else:  # a checkpoint without them: go on from the optimizer's learning rate
-                scheduler.resume(step, _learning_rate(self.model.optimizer))
+                scheduler.resume(step, learning_rate_value(self.model.optimizer))
                 self._record.start_run(probe_record.NO_RUN, scheduler.learning_rate)  # nothing to replay later
                 how = "no probes saved before it"
             if self.config.verbose:
@@ -134,12 +133,13 @@ class FactorSearch(SchedulerCallback):
         self._weights = None
         if self.rollback_on_divergence and self.model.built:
             build_optimizer_slots(self.model)
-            self._weights = WeightSnapshot(self.model, scheduler.first_step, self._record.refs())
+            self._weights = WeightSnapshot(self.model, scheduler.first_step, self._own_variables())
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self._epoch_first_step + batch
         self._finish_pending_update(step)
         if self._pending is None and step >= self.scheduler.next_boundary() and self.scheduler.is_update_step(step):
+            self._running_state()
             self._probe.request()
             self._pending = step
 
@@ -148,6 +148,7 @@ class FactorSearch(SchedulerCallback):
         if self._pending is None or step < self._pending + self._probe.steps_to_result:
             return
         now, (step, self._pending) = step, (self._pending, None)
+        self._running_state()
         self._probe.release()
         losses, base = self._probe.losses.numpy(), float(self._probe.base_loss.numpy())
         self._record.append(step, base, losses)
@@ -182,12 +183,19 @@ class FactorSearch(SchedulerCallback):
         step_hook.uninstall(self.model)
         self._weights = None
 
+    def _own_variables(self):
+        """What a snapshot of the weights leaves out: the probes recorded (a roll-back
+        keeps those since), and off TensorFlow the run's and the probe's variables,
+        which are the optimizer's there."""
+        refs = self._record.refs() | self._variables.refs()
+        return refs | self._probe.refs() if hasattr(self._probe, "refs") else refs
+
     def _replace_snapshot_if_finite(self, step):
         """The probe measured the weights of a step or more before these (the steps
         since ran on), so weights that are no longer finite must not replace the last
         healthy copy. They are checked before any copy is made, and the old copy goes
         first: one copy of the weights and slots at a time, not two."""
-        exclude = self._record.refs()
+        exclude = self._own_variables()
         if weight_snapshot.all_finite(weight_snapshot.saved_variables(self.model, exclude)):
             self._weights = None
             self._weights = WeightSnapshot(self.model, step, exclude)
@@ -196,5 +204,10 @@ class FactorSearch(SchedulerCallback):
             print(f"FactorSearch: the weights at step {step} are not finite; {kept}.")
 
 
-def _learning_rate(optimizer):
-    return float(tf.convert_to_tensor(optimizer.learning_rate).numpy())
+def probe_class():
+    """`FactorProbe` for this backend: graph code on TensorFlow, state code on JAX."""
+    if keras_compat.ON_TENSORFLOW:
+        from keras_autowu.factor_search.probe import FactorProbe
+    else:
+        from keras_autowu.factor_search.jax_probe import FactorProbe
+    return FactorProbe
