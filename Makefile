@@ -9,6 +9,7 @@
 # make bench-user-fits: first-hour fits with AutoWU's defaults against a constant LR (section 8)
 # make bench-factor-search: factor search against fixed schedules, its sensitivity and cost (section 6)
 # make bench-autolrs: AutoLRS's steps to a tuned cosine's accuracy, and its cost (section 7)
+# make bench-jax: AutoWU's cost per step and in a first fit on Keras's JAX backend (section 10)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -23,7 +24,7 @@ JAX_TESTS = tests/test_without_tensorflow.py tests/test_decision_traces.py tests
 	tests/autowu/test_replay_through_fit.py tests/autolrs/test_callback.py tests/factor_search/test_factor_search.py tests/test_readme.py
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-compat test-jax gpu-bundle docs bench bench-user-fits bench-autowu bench-factor-search bench-autolrs report
+.PHONY: demo test test-compat test-jax gpu-bundle docs bench bench-jax bench-user-fits bench-autowu bench-factor-search bench-autolrs report
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +96,11 @@ bench: $(VENV)/.installed
 	wait $$a && wait $$b
 	$(VENV)/bin/python benchmarks/user_fits.py > $(RESULTS)/user_fits.txt
 	cat $(RESULTS)/*.txt
+	$(MAKE) report
+
+bench-jax: $(JAX_VENV)/.installed $(VENV)/.installed
+	KERAS_BACKEND=jax $(JAX_VENV)/bin/python benchmarks/startup.py > $(RESULTS)/startup_jax.txt
+	KERAS_BACKEND=jax $(JAX_VENV)/bin/python benchmarks/training_overhead.py > $(RESULTS)/training_overhead_jax.txt
 	$(MAKE) report
 
 bench-user-fits: $(VENV)/.installed

@@ -229,6 +229,9 @@ def main():
         printed[name] = path.read_text().strip() if path.exists() else "(run `make bench-autolrs`)"
     path = folder / "startup.txt"
     printed["startup"] = path.read_text().strip() if path.exists() else "(run `python benchmarks/startup.py`)"
+    for name in ("startup_jax", "training_overhead_jax"):
+        path = folder / f"{name}.txt"
+        printed[name] = path.read_text().strip() if path.exists() else "(run `make bench-jax`)"
     path = folder / "user_fits.txt"
     printed["user_fits"] = path.read_text().strip() if path.exists() else "(run `make bench-user-fits`)"
     template = (pathlib.Path(__file__).parent / "report_template.md").read_text()
