@@ -29,15 +29,18 @@ factor search finds. It runs in under a minute on two CPU cores.
 ## Setup
 """
 
+import os
 import sys
 
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import keras_autowu
-import tensorflow as tf
 
-keras = tf.keras  # Keras 3, or Keras 2 (tf_keras) with TF_USE_LEGACY_KERAS=1
+if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
+    import tf_keras as keras  # Keras 2
+else:
+    import keras  # Keras 3, on the backend KERAS_BACKEND names (TensorFlow or JAX)
 
 keras.utils.set_random_seed(0)
 EPOCHS = int(sys.argv[2]) if len(sys.argv) > 2 else 30

@@ -9,7 +9,19 @@ import pytest
 import keras_autowu
 from keras_autowu.core.keras_compat import IS_KERAS_3, keras, tf  # tf: None off TensorFlow
 
-needs_tensorflow = pytest.mark.skipif(tf is None, reason="tf.distribute and tf.data run on Keras's TensorFlow backend")
+
+
+def needs_tensorflow(why):
+    """Skips a test off Keras's TensorFlow backend (the JAX leg), saying `why`."""
+    return pytest.mark.skipif(tf is None, reason=f"TensorFlow only: {why}")
+
+
+def repeated_batches(x, y, batch_size):
+    """(x, y) in batches of `batch_size`, in order, again and again: a dataset fit reads
+    `steps_per_epoch` batches of, on every backend."""
+    while True:
+        for start in range(0, len(x), batch_size):
+            yield x[start : start + batch_size], y[start : start + batch_size]
 
 # An AutoWU range wide enough that the loss surely turns up within a tiny run.
 EXPLODING = dict(min_lr=1e-3, max_lr=1e3, test_interval=4)
@@ -53,11 +65,15 @@ def classification_data(n=256, seed=0):
 def label_mean(y_true, y_pred):
     """A loss whose value for a batch is the mean of its labels, whatever the weights
     and the learning rate: the test writes the losses."""
+    if tf is None:
+        return keras.ops.reshape(y_true, [-1]) + 0.0 * keras.ops.reshape(y_pred, [-1])
     return tf.reshape(y_true, [-1]) + 0.0 * tf.reshape(y_pred, [-1])
 
 
 def learning_rate_trace(optimizer, total_steps):
     """A metric that writes the LR each step applied (metrics run after the update)."""
+    if tf is None:
+        return _jax_learning_rate_trace(optimizer, total_steps)
     trace = tf.Variable(tf.fill([total_steps], np.float32(np.nan)), trainable=False)
 
     class LearningRateTrace(keras.metrics.Metric):
@@ -75,21 +91,71 @@ def learning_rate_trace(optimizer, total_steps):
     return LearningRateTrace(name="lr_trace"), trace
 
 
+def _jax_learning_rate_trace(optimizer, total_steps):
+    """On JAX a metric sees only the metrics' variables, so the trace is a metric's
+    variable that a wrapper of the model's train step writes: the learning rate in the
+    step's optimizer state, at the optimizer's step. It takes effect once the model is
+    given to `trace_learning_rates` (after compile)."""
+
+    class LearningRateTrace(keras.metrics.Metric):
+        def __init__(self):
+            super().__init__(name="lr_trace")
+            self.trace = self.add_variable((total_steps,), initializer=keras.initializers.Constant(np.nan), name="trace")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            pass
+
+        def result(self):
+            return 0.0
+
+        def reset_state(self):
+            pass
+
+    metric = LearningRateTrace()
+    _TRACED[id(optimizer)] = (optimizer, metric)
+    return metric, metric.trace
+
+
+_TRACED = {}
+
+
+def trace_learning_rates(model):
+    """On JAX, makes the model's train step write its trace (see `learning_rate_trace`)."""
+    entry = _TRACED.get(id(model.optimizer))
+    if tf is not None or entry is None:
+        return
+    optimizer, metric = entry
+    original = model.train_step
+
+    def train_step(state, data):
+        trainable, non_trainable, optimizer_values, metrics_values = state
+        index = {id(v): i for i, v in enumerate(optimizer.variables)}
+        step = optimizer_values[index[id(optimizer.iterations)]]
+        learning_rate = optimizer_values[index[id(optimizer.learning_rate)]]
+        at = next(i for i, v in enumerate(model.metrics_variables) if v is metric.trace)
+        metrics_values = list(metrics_values)
+        metrics_values[at] = metrics_values[at].at[step].set(learning_rate.astype(metrics_values[at].dtype))
+        return original((trainable, non_trainable, optimizer_values, metrics_values), data)
+
+    model.train_step = train_step
+
+
 def fit_on_losses(step_losses, epochs, batch=8, **autowu_kwargs):
     """fit() whose step i has loss step_losses[i]; returns (autowu, LR trace, warnings)."""
     step_losses = np.asarray(step_losses, np.float32)
     steps_per_epoch = step_losses.size // epochs
     features = np.zeros((step_losses.size * batch, 4), "float32")
-    dataset = tf.data.Dataset.from_tensor_slices((features, np.repeat(step_losses, batch))).batch(batch)
+    batches = repeated_batches(features, np.repeat(step_losses, batch), batch)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.SGD(momentum=0.9), loss=label_mean)
     metric, trace = learning_rate_trace(model.optimizer, step_losses.size)
     model.compile(optimizer=model.optimizer, loss=label_mean, metrics=[metric])
+    trace_learning_rates(model)
     autowu_kwargs.setdefault("verbose", 0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         autowu = keras_autowu.AutoWU(steps_per_epoch=steps_per_epoch, **autowu_kwargs)
-        model.fit(dataset.repeat(), epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=[autowu], verbose=0)
+        model.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=[autowu], verbose=0, shuffle=False)
     return autowu, trace.numpy(), [str(w.message) for w in caught]
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from keras_autowu.core.keras_compat import IS_KERAS_3
+from keras_autowu.core.keras_compat import IS_KERAS_3, tf
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
 
@@ -19,6 +19,7 @@ def run_example(script, *args):
     return result.stdout
 
 
+@pytest.mark.skipif(tf is None, reason="TensorFlow only: the example picks a tf.distribute strategy (TPU, GPUs)")
 def test_large_batch_example_runs_a_few_steps(tmp_path):
     """The large-batch ResNet example picks a strategy, trains with XLA and AutoWU, plots."""
     if not IS_KERAS_3:

@@ -7,7 +7,7 @@ import weakref
 
 from keras_autowu.autowu.config import AutoWUConfig, Departures
 from keras_autowu.autowu.controller import AutoWUScheduler
-from keras_autowu.core import checks, run_state, step_hook
+from keras_autowu.core import checks, keras_compat, run_state, step_hook
 from keras_autowu.core.callback import SchedulerCallback
 from keras_autowu.core.keras_compat import check_settable_learning_rate, keras, steps_per_execution, velocity_momentum
 from keras_autowu.core.snapshot import WeightSnapshot
@@ -196,9 +196,14 @@ class AutoWU(SchedulerCallback):
         self._running_state()
         self._sync(self._variables.count())
         if self.scheduler.steps_done == self._steps_at_start:
+            where = (
+                "call self.compute_loss(...). Compute the loss with it"
+                if keras_compat.ON_TENSORFLOW
+                else "add its loss to Keras's loss tracker (the `loss` metric, where AutoWU reads each "
+                "step's loss on JAX), as Keras's own train_step does. Update it"
+            )
             raise RuntimeError(
-                "AutoWU saw no loss in a whole epoch: this model's train_step does not "
-                "call self.compute_loss(...). Compute the loss with it, or use "
+                f"AutoWU saw no loss in a whole epoch: this model's train_step does not {where}, or use "
                 "keras_autowu.AutoWUScheduler in a custom training loop."
             )
         recorded = self.scheduler.steps_done - self._steps_at_epoch_start

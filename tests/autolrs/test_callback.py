@@ -118,7 +118,7 @@ def test_validation_data_scores_the_late_stages(tmp_path):
     assert (tmp_path / "autolrs.png").stat().st_size > 10_000
 
 
-@needs_tensorflow
+@needs_tensorflow("tf.distribute")
 @pytest.mark.parametrize("validation", [False, True], ids=["training_loss", "validation_data"])
 def test_two_replicas_agree_and_the_run_is_the_one_device_run(validation, mirrored_strategy):
     rng = np.random.default_rng(0)
@@ -189,7 +189,7 @@ def test_another_scheduler_in_the_same_fit_is_refused():
                   callbacks=[keras_autowu.AutoLRS(verbose=0), keras.callbacks.ReduceLROnPlateau()])
 
 
-@needs_tensorflow
+@needs_tensorflow("a tf.data dataset of unknown length")
 def test_a_dataset_of_unknown_length_needs_the_run_s_length():
     x, y = ones()
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).filter(lambda a, b: True)

@@ -4,12 +4,11 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_autowu
-from helpers import EXPLODING, classification_data, label_mean, learning_rate_trace, tiny_classifier
+from helpers import EXPLODING, needs_tensorflow, classification_data, label_mean, learning_rate_trace, tiny_classifier, trace_learning_rates
 from keras_autowu.gp import minimum_test
-from keras_autowu.core.keras_compat import keras
+from keras_autowu.core.keras_compat import keras, tf
 
 
 def fit_with_trace(optimizer="sgd", steps_per_execution=1, jit_compile=False, epochs=20, **autowu_kwargs):
@@ -19,8 +18,9 @@ def fit_with_trace(optimizer="sgd", steps_per_execution=1, jit_compile=False, ep
     metric, trace = learning_rate_trace(model.optimizer, steps)
     model.compile(
         optimizer=model.optimizer, loss=model.loss, metrics=[metric],
-        steps_per_execution=steps_per_execution, jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution, jit_compile=jit_compile or tf is None,
     )
+    trace_learning_rates(model)
     autowu_kwargs.setdefault("verbose", 0)
     autowu = keras_autowu.AutoWU(**autowu_kwargs)
     history = model.fit(x, y, batch_size=32, epochs=epochs, callbacks=[autowu], verbose=0, shuffle=False)
@@ -107,6 +107,7 @@ def _unknown_length_dataset():
     ).batch(16)
 
 
+@needs_tensorflow("a tf.data dataset of unknown length")
 def test_unknown_length_needs_steps_per_epoch():
     """Without a known length the error names steps_per_epoch; given it, training works."""
     model = tiny_classifier()
@@ -133,6 +134,7 @@ def test_one_callback_serves_several_fits_and_leaves_the_model_clean():
     assert float(model.optimizer.learning_rate) == 0.125
 
 
+@needs_tensorflow("the GP test's tf.function")
 def test_gp_test_compiles_at_most_once_per_run():
     """The compiled GP test is traced at most once in a run with many tests."""
     before = minimum_test.compiled_gp_minimum_test.experimental_get_tracing_count()
@@ -168,6 +170,7 @@ def test_plot_draws_a_baseline_run_beside_autowus():
     assert any(list(line.get_ydata()) == [0.01, 0.01] for line in ax_lr.get_lines())
 
 
+@needs_tensorflow("a TensorFlow train_step (test_jax_train_step_without_the_loss_tracker_is_an_error is JAX's)")
 def test_train_step_without_compute_loss_is_an_error():
     """A custom train_step that bypasses compute_loss fails loudly instead of training without AutoWU."""
 
@@ -186,3 +189,31 @@ def test_train_step_without_compute_loss_is_an_error():
     x, y = classification_data(64)
     with pytest.raises(RuntimeError, match="AutoWU saw no loss"):
         model.fit(x, y, batch_size=16, epochs=2, callbacks=[keras_autowu.AutoWU(verbose=0)], verbose=0)
+
+
+@pytest.mark.skipif(tf is not None, reason="JAX's train_step (the TensorFlow one: test_train_step_without_compute_loss_is_an_error)")
+def test_jax_train_step_without_the_loss_tracker_is_an_error():
+    """On JAX AutoWU reads each step's loss off Keras's loss tracker: a custom train_step
+    that leaves it alone fails loudly, saying so, instead of training without AutoWU."""
+    import jax
+    import jax.numpy as jnp
+
+    class OwnLoss(keras.Model):
+        def train_step(self, state, data):
+            trainable, non_trainable, optimizer_values, metrics_values = state
+            x, y = data
+
+            def loss(weights):
+                y_pred, updated = self.stateless_call(weights, non_trainable, x, training=True)
+                return jnp.mean((y_pred[:, 0] - y) ** 2), updated
+
+            (value, non_trainable), grads = jax.value_and_grad(loss, has_aux=True)(trainable)
+            trainable, optimizer_values = self.optimizer.stateless_apply(optimizer_values, grads, trainable)
+            return {"loss": value}, (trainable, non_trainable, optimizer_values, metrics_values)
+
+    inputs = keras.Input((8,))
+    model = OwnLoss(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(), loss="mse")
+    x, y = classification_data(64)
+    with pytest.raises(RuntimeError, match="AutoWU saw no loss.*Keras's loss tracker"):
+        model.fit(x, y.astype("float32"), batch_size=16, epochs=2, callbacks=[keras_autowu.AutoWU(verbose=0)], verbose=0)

@@ -4,14 +4,13 @@ import warnings
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_autowu
 from keras_autowu.autowu.config import Departures
 from keras_autowu.core import snapshot as weight_snapshot
-from keras_autowu.core.keras_compat import keras
+from keras_autowu.core.keras_compat import keras, tf
 import helpers
-from helpers import learning_rate_trace
+from helpers import learning_rate_trace, needs_tensorflow, trace_learning_rates
 
 STEPS_PER_EPOCH, EPOCHS, INTERVAL = 20, 60, 10  # 1,200 steps, a test every 10
 
@@ -290,6 +289,7 @@ def step_indexed_fit(losses, epochs, callbacks=(), **autowu_kwargs):
 
     metric, trace = learning_rate_trace(optimizer, len(losses))
     model.compile(optimizer=optimizer, loss=step_loss, metrics=[metric])
+    trace_learning_rates(model)
     autowu_kwargs = {"verbose": 0, "test_interval": INTERVAL, **autowu_kwargs}
     autowu = keras_autowu.AutoWU(**autowu_kwargs)
     x = np.zeros((STEPS_PER_EPOCH, 1), "float32")
@@ -297,6 +297,7 @@ def step_indexed_fit(losses, epochs, callbacks=(), **autowu_kwargs):
     return autowu, trace.numpy()
 
 
+@needs_tensorflow("the loss reads the optimizer's step, which JAX's stateless step does not show a loss")
 def test_fit_rescues_and_rolls_back(monkeypatch, capsys):
     """Through model.fit: the callback restores the snapshot the scheduler names, and
     every step applies the rescued schedule."""
@@ -310,6 +311,7 @@ def test_fit_rescues_and_rolls_back(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("preempt_at", [610, 640])
+@needs_tensorflow("the loss reads the optimizer's step, which JAX's stateless step does not show a loss")
 def test_a_run_resumed_around_a_rescue_continues_as_the_uninterrupted_one(tmp_path, preempt_at):
     """BackupAndRestore, preempted just before or after the rescue at step 620."""
     from helpers import Preempted, PreemptAt

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import decision_traces
 import keras_autowu
@@ -25,11 +24,9 @@ def gp_oracle(num_predictions=5, seed=0):
         losses = np.asarray(losses, np.float64)
         finite = np.flatnonzero(np.isfinite(losses))
         inputs = loss_sampling.sample_gp_inputs(losses, num_predictions, seed, test_index, finite_indices=finite)
-        inputs = [tf.constant(value, tf.float64) for value in inputs]
-        with tf.device("/CPU:0"):
-            new_state, result = minimum_test.compiled_gp_minimum_test(state[0], *inputs)
+        new_state, result = minimum_test.run_gp_minimum_test(state[0], inputs)
         state[0] = new_state
-        return result.passed_probability.numpy(), result.argmin_x.numpy()
+        return np.asarray(result.passed_probability), np.asarray(result.argmin_x)
 
     return test
 

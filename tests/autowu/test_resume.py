@@ -5,11 +5,10 @@ import warnings
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_autowu
-from helpers import EXPLODING, Preempted, PreemptAt, classification_data, learning_rate_trace, tiny_classifier
-from keras_autowu.core.keras_compat import IS_KERAS_3, keras
+from helpers import EXPLODING, needs_tensorflow, Preempted, PreemptAt, classification_data, learning_rate_trace, tiny_classifier, trace_learning_rates
+from keras_autowu.core.keras_compat import IS_KERAS_3, keras, tf
 
 # This run's warmup ends as a divergence at step 36. The roll-back's snapshot lives in
 # memory and does not survive a restart, so it is off here: with it on, a run resumed
@@ -26,6 +25,7 @@ def train(callbacks=(), autowu_first=True, initial_epoch=0, model=None, autowu=N
         model = tiny_classifier("sgd")
     metric, trace = learning_rate_trace(model.optimizer, TOTAL_STEPS + STEPS_PER_EPOCH)
     model.compile(optimizer=model.optimizer, loss=model.loss, metrics=[metric])
+    trace_learning_rates(model)
     autowu = autowu or keras_autowu.AutoWU(**RUN, verbose=0)
     callbacks = [autowu, *callbacks] if autowu_first else [*callbacks, autowu]
     x, y = classification_data(STEPS_PER_EPOCH * 32)
@@ -149,6 +149,7 @@ def test_scheduler_state_round_trip():
         keras_autowu.AutoWUScheduler(50, 30).set_state(original.get_state())
 
 
+@needs_tensorflow("tf.train.Checkpoint")
 def test_tf_train_checkpoint_carries_the_losses(tmp_path):
     """tf.train.Checkpoint of the optimizer holds AutoWU's losses: the one per-step buffer."""
     autowu, model, _ = train()
@@ -161,6 +162,7 @@ def test_tf_train_checkpoint_carries_the_losses(tmp_path):
     np.testing.assert_allclose(saved[0][:TOTAL_STEPS], autowu.scheduler.losses, rtol=1e-6)
 
 
+@needs_tensorflow("tf.train.Checkpoint")
 def test_a_checkpoint_costs_4_bytes_per_step(tmp_path):
     """A million-step run's checkpoint: its losses (4 MB), not its learning-rate table too."""
     keras.utils.set_random_seed(0)
@@ -179,6 +181,7 @@ def test_a_checkpoint_costs_4_bytes_per_step(tmp_path):
 
 
 @pytest.mark.skipif(not IS_KERAS_3, reason="tf_keras loads checkpoints by name and ignores the extra table")
+@needs_tensorflow("a checkpoint saved on TensorFlow, whose optimizer has no learning-rate table among its variables")
 def test_a_version_0_1_checkpoint_still_resumes(tmp_path):
     """0.1.0 saved a learning-rate table after the run's variables; its losses still load."""
     keras.utils.set_random_seed(0)

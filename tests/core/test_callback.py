@@ -5,11 +5,10 @@ import warnings
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_autowu
-from helpers import classification_data, tiny_classifier
-from keras_autowu.core.keras_compat import IS_KERAS_3, keras
+from helpers import classification_data, needs_tensorflow, tiny_classifier
+from keras_autowu.core.keras_compat import IS_KERAS_3, keras, tf
 
 X, Y = classification_data(256)
 
@@ -77,6 +76,7 @@ class LossTwice(keras.Sequential):
         return {"loss": loss}
 
 
+@needs_tensorflow("a TensorFlow train_step; on JAX AutoWU reads the loss tracker, once a step")
 def test_a_train_step_that_computes_the_loss_twice_is_an_error():
     model = LossTwice([keras.Input((8,)), keras.layers.Dense(3)])
     model.compile(keras.optimizers.SGD(), keras.losses.SparseCategoricalCrossentropy(from_logits=True))

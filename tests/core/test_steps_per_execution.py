@@ -4,12 +4,11 @@ import functools
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_autowu
 from keras_autowu.autowu.config import Departures
 from keras_autowu.core.keras_compat import keras
-from helpers import label_mean, learning_rate_trace
+from helpers import label_mean, learning_rate_trace, repeated_batches, trace_learning_rates
 
 STEPS_PER_EPOCH, EPOCHS, BATCH = 32, 12, 4
 
@@ -29,12 +28,12 @@ def fit(steps_per_execution, jit_compile=False, test_interval=STEPS_PER_EPOCH, f
     metric, trace = learning_rate_trace(optimizer, STEPS_PER_EPOCH * EPOCHS)
     model.compile(optimizer=optimizer, loss=label_mean, metrics=[metric],
                   steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+    trace_learning_rates(model)
     autowu = keras_autowu.AutoWU(
         max_warmup_fraction=0.9, test_interval=test_interval, departures=Departures(flat_start_speedup=flat_start_speedup), verbose=0
     )
-    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((y_all.size, 2), "float32"), y_all)).batch(BATCH)
-    dataset = dataset.take(STEPS_PER_EPOCH * EPOCHS)
-    model.fit(dataset.repeat(), steps_per_epoch=STEPS_PER_EPOCH, epochs=EPOCHS, callbacks=[autowu], verbose=0)
+    batches = repeated_batches(np.zeros((y_all.size, 2), "float32"), y_all, BATCH)
+    model.fit(batches, steps_per_epoch=STEPS_PER_EPOCH, epochs=EPOCHS, callbacks=[autowu], verbose=0, shuffle=False)
     return autowu.scheduler, trace.numpy()
 
 
