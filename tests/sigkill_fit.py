@@ -1,11 +1,13 @@
 """A fit for the SIGKILL tests (tests/core/test_sigkill.py): trains, and kills itself
 with SIGKILL at a chosen moment, as a preempted machine's process dies.
 
-`sigkill_fit.py BACKUP_DIR TRACE [--kill-after-step N] [--kill-in-backup N]`
+`sigkill_fit.py BACKUP_DIR TRACE [--scheduler autowu|factor_search|autolrs]
+[--kill-after-step N] [--kill-after-fit-step N] [--kill-in-backup N]`
 
-Each step's learning rate is appended to TRACE ("optimizer step, learning rate" per
-line) with an unbuffered write, so the lines survive the kill. `--kill-after-step N`
-dies at the end of optimizer step N; `--kill-in-backup N` dies in the middle of
+Each step's learning rate is appended to TRACE ("optimizer step, learning rate, fit
+step" per line) with an unbuffered write, so the lines survive the kill.
+`--kill-after-step N` dies at the end of optimizer step N, `--kill-after-fit-step N`
+at the end of the fit's N-th batch; `--kill-in-backup N` dies in the middle of
 BackupAndRestore's N-th save: on Keras 3 after half of the weights file is written; on
 tf_keras, whose backup is a TensorFlow checkpoint, after half of the new checkpoint's
 data is written and before its manager records it.
@@ -27,21 +29,59 @@ from keras_autowu.core.keras_compat import IS_KERAS_3, keras  # noqa: E402
 BATCH, EPOCHS, SAVE_FREQ = 64, 10, 7
 
 
+# 1,797 images, 29 steps an epoch. Factor search updates at each epoch's first step, and
+# AutoLRS's first stage explores steps 0-11 and trains 12-51, its second explores 52-91.
+SCHEDULERS = {
+    "autowu": lambda: keras_autowu.AutoWU(verbose=0),
+    "factor_search": lambda: keras_autowu.FactorSearch(initial_learning_rate=0.05, verbose=0),
+    "autolrs": lambda: keras_autowu.AutoLRS(min_lr=1e-3, max_lr=1.0, tau=40, tau_ratio=10, explored=3, verbose=0),
+}
+SUMMARIES = {
+    "autowu": lambda scheduler: dict(
+        steps_per_epoch=scheduler.steps_per_epoch,
+        epochs=EPOCHS,
+        velocity_momentum=scheduler.velocity_momentum,
+        losses=np.asarray(scheduler.losses).tolist(),
+        switch=scheduler.switch and scheduler.switch.step,
+    ),
+    # The learning rate of each step as the controller has it: factor search's from each
+    # update's step on, which the callback applies two steps later (its probe's result).
+    "factor_search": lambda scheduler: dict(
+        learning_rates=scheduler.learning_rates(0, scheduler.total_steps).tolist(),
+        updates=[u.step for u in scheduler.updates],
+    ),
+    "autolrs": lambda scheduler: dict(
+        first_step=scheduler.first_step,
+        segments=[(s.kind, s.start, s.stop, s.learning_rate) for s in scheduler.segments],
+        stages=[s.start for s in scheduler.stages],
+    ),
+}
+
+
 def kill():
     os.kill(os.getpid(), signal.SIGKILL)
 
 
 class TraceAndKill(keras.callbacks.Callback):
-    def __init__(self, trace_path, kill_after_step):
+    """Writes "optimizer step, learning rate, fit step" for each step, and dies after
+    optimizer step `kill_after_step` or fit step `kill_after_fit_step`. The fit step
+    counts the fit's batches (epoch * steps per epoch + batch): AutoLRS puts the
+    optimizer's step counter back with each stage checkpoint, so only it is unique."""
+
+    def __init__(self, trace_path, kill_after_step, kill_after_fit_step):
         super().__init__()
         self._fd = os.open(trace_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        self._kill_after_step = kill_after_step
+        self._kill_after_step, self._kill_after_fit_step = kill_after_step, kill_after_fit_step
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy()) - 1
+        fit_step = self._epoch * self.params["steps"] + batch
         learning_rate = float(self.model.optimizer.learning_rate.numpy())
-        os.write(self._fd, f"{step} {learning_rate!r}\n".encode())
-        if step == self._kill_after_step:
+        os.write(self._fd, f"{step} {learning_rate!r} {fit_step}\n".encode())
+        if step == self._kill_after_step or fit_step == self._kill_after_fit_step:
             kill()
 
 
@@ -93,7 +133,10 @@ def main():
     parser.add_argument("backup_dir")
     parser.add_argument("trace")
     parser.add_argument("--kill-after-step", type=int, default=-1)
+    parser.add_argument("--kill-after-fit-step", type=int, default=-1)
     parser.add_argument("--kill-in-backup", type=int, default=0)
+    parser.add_argument("--scheduler", default="autowu", choices=sorted(SCHEDULERS))
+    parser.add_argument("--save-freq", default=str(SAVE_FREQ), help="BackupAndRestore's: a number of batches, or epoch")
     args = parser.parse_args()
     x, y = load_digits(return_X_y=True)
     x = (x / 16.0).astype("float32")
@@ -105,25 +148,16 @@ def main():
             torn_saves(model, args.kill_in_backup)
         else:
             torn_checkpoints(args.kill_in_backup)
-    backup_options = dict(save_freq=SAVE_FREQ, double_checkpoint=True) if IS_KERAS_3 else dict(save_freq=SAVE_FREQ)
+    save_freq = args.save_freq if args.save_freq == "epoch" else int(args.save_freq)
+    backup_options = dict(save_freq=save_freq, double_checkpoint=True) if IS_KERAS_3 else dict(save_freq=save_freq)
     callbacks = [
         keras.callbacks.BackupAndRestore(args.backup_dir, **backup_options),
-        keras_autowu.AutoWU(verbose=0),
-        TraceAndKill(args.trace, args.kill_after_step),
+        SCHEDULERS[args.scheduler](),
+        TraceAndKill(args.trace, args.kill_after_step, args.kill_after_fit_step),
     ]
     model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, callbacks=callbacks, verbose=0)
-    scheduler = callbacks[1].scheduler
     with open(args.trace + ".json", "w") as f:
-        json.dump(
-            dict(
-                steps_per_epoch=scheduler.steps_per_epoch,
-                epochs=EPOCHS,
-                velocity_momentum=scheduler.velocity_momentum,
-                losses=np.asarray(scheduler.losses).tolist(),
-                switch=scheduler.switch and scheduler.switch.step,
-            ),
-            f,
-        )
+        json.dump(SUMMARIES[args.scheduler](callbacks[1].scheduler), f)
 
 
 if __name__ == "__main__":

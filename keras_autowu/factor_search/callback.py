@@ -3,6 +3,8 @@
 
 import warnings
 
+import numpy as np
+
 from keras_autowu.core import checks, keras_compat, run_state, step_hook
 from keras_autowu.core.callback import SchedulerCallback
 from keras_autowu.factor_search import probe_record
@@ -70,6 +72,9 @@ class FactorSearch(SchedulerCallback):
         steps_per_epoch, total_epochs = self.run_length()
         kwargs = dict(self._kwargs)
         kwargs["update_interval"] = self._aligned_interval(steps_per_epoch)
+        if kwargs.get("initial_learning_rate") is not None:
+            # As the record saves it (float32): a resumed run replays the same updates.
+            kwargs["initial_learning_rate"] = float(np.float32(kwargs["initial_learning_rate"]))
         self.scheduler = FactorSearchScheduler(
             steps_per_epoch, total_epochs, learning_rate=learning_rate_value(model.optimizer), **kwargs
         )

@@ -47,12 +47,11 @@ class FactorProbe:
             optimizer_state.VariableSpec("probe_stage", "int32", (), 0),
             optimizer_state.VariableSpec("probe_losses", "float32", (len(self._factors),), 0.0),
             optimizer_state.VariableSpec("probe_base_loss", "float32", (), 0.0),
-            optimizer_state.VariableSpec("probe_count", "int32", (), 0),
         ) + tuple(optimizer_state.VariableSpec(f"probe_start_{i}", w.dtype, tuple(w.shape), 0.0) for i, w in enumerate(weights))
         shapes = [tuple(spec.shape) for spec in specs]
         existing = [v for v in _SAVED.candidates(model.optimizer) if [tuple(x.shape) for x in v] == shapes]
         variables = existing[-1] if existing else _SAVED.add(model, specs)
-        self.stage, self.losses, self.base_loss, self._count, *self._start = variables
+        self.stage, self.losses, self.base_loss, *self._start = variables
         self._variables = variables
 
     @property
@@ -71,10 +70,12 @@ class FactorProbe:
         loss = jnp.mean(jnp.asarray(self._loss_function(y, y_pred), jnp.float32))
         return loss + sum(jnp.asarray(r, jnp.float32) for r in losses) if losses else loss
 
-    def _probe_rows(self, data, count):
+    def _probe_rows(self, data, step):
+        """Seeded by the optimizer's step, which checkpoints carry: a resumed run probes
+        the rows the uninterrupted one did."""
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         rows = jax.tree_util.tree_leaves(x)[0].shape[0]
-        order = jax.random.permutation(jax.random.fold_in(jax.random.PRNGKey(self._seed), count), rows)
+        order = jax.random.permutation(jax.random.fold_in(jax.random.PRNGKey(self._seed), step), rows)
         pick = functools.partial(jnp.take, indices=order[: min(self._rows, rows)], axis=0)
         return jax.tree_util.tree_map(pick, x), jax.tree_util.tree_map(pick, y)
 
@@ -85,11 +86,12 @@ class FactorProbe:
         index = {id(v): i for i, v in enumerate(self._model.optimizer.variables)}
         at = [index[id(v)] for v in self._variables]
         learning_rate_at = index[id(self._model.optimizer.learning_rate)]
+        step_at = index[id(self._model.optimizer.iterations)]
 
         def probe(values):
             values = list(values)
-            stage, count = values[at[0]], values[at[3]]
-            x, y = self._probe_rows(data, count)
+            stage = values[at[0]]
+            x, y = self._probe_rows(data, values[step_at])
             loss = functools.partial(self._loss, non_trainable=non_trainable, x=x, y=y)
             if self._direction == "gradient":
                 learning_rate = values[learning_rate_at]
@@ -99,15 +101,14 @@ class FactorProbe:
                 ])
                 probed, next_stage = stage == 1, jnp.zeros_like(stage)
             else:
-                starts = [values[i] for i in at[4:]]
+                starts = [values[i] for i in at[3:]]
                 losses = jnp.stack([loss([s + jnp.asarray(f, s.dtype) * (w - s) for s, w in zip(starts, trainable)]) for f in self._factors])
                 base = loss(starts)
                 probed, next_stage = stage == 2, jnp.where(stage == 1, 2, 0).astype(stage.dtype)
-                for i, s, w in zip(at[4:], starts, trainable):
+                for i, s, w in zip(at[3:], starts, trainable):
                     values[i] = jnp.where(stage == 1, w, s)
             values[at[1]] = jnp.where(probed, losses, values[at[1]]).astype(values[at[1]].dtype)
             values[at[2]] = jnp.where(probed, base, values[at[2]]).astype(values[at[2]].dtype)
-            values[at[3]] = count + probed.astype(count.dtype)
             values[at[0]] = next_stage
             return values
 

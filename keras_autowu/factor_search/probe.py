@@ -64,7 +64,6 @@ class FactorProbe:
             self.stage = tf.Variable(0, dtype=tf.int32, trainable=False, name="probe_stage")
             self.losses = tf.Variable(tf.zeros([len(self._factors)]), trainable=False, name="probe_losses")
             self.base_loss = tf.Variable(0.0, trainable=False, name="probe_base_loss")
-            self._count = tf.Variable(0, dtype=tf.int64, trainable=False, name="probe_count")
 
     # -- graph code ------------------------------------------------------------------
 
@@ -110,7 +109,10 @@ class FactorProbe:
     def _probe_rows(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         rows = tf.shape(tf.nest.flatten(x)[0])[0]
-        order = tf.argsort(tf.random.stateless_uniform(tf.reshape(rows, [1]), seed=tf.stack([tf.constant(self._seed, tf.int64), self._count])))
+        # Seeded by the optimizer's step, which checkpoints carry: a resumed run probes
+        # the rows the uninterrupted one did.
+        step = tf.cast(self._model.optimizer.iterations, tf.int64)
+        order = tf.argsort(tf.random.stateless_uniform(tf.reshape(rows, [1]), seed=tf.stack([tf.constant(self._seed, tf.int64), step])))
         take = order[: -(-self._rows // self._replicas)]  # the replica's share
         pick = functools.partial(tf.gather, indices=take)
         return tf.nest.map_structure(pick, x), tf.nest.map_structure(pick, y)
@@ -173,7 +175,7 @@ class FactorProbe:
         self._record(losses, base, where=where)
 
     def _record(self, losses, base, where=None):
-        self._assign([self.losses, self.base_loss, self._count], [losses, base, self._count + 1], where)
+        self._assign([self.losses, self.base_loss], [losses, base], where)
 
     def _when(self, condition, function, *args):
         """`function(*args)` if `condition`: a tf.cond on one device; under tf.distribute

@@ -31,9 +31,11 @@ def run_fit(backup, trace, *kill):
     return result.returncode, result.stderr[-3000:]
 
 
-def read_trace(path):
-    """[(optimizer step, learning rate)] in the order the steps ran."""
-    return [(int(step), float(lr)) for step, lr in (line.split() for line in open(path))]
+def read_trace(path, by_fit_step=False):
+    """[(optimizer step, learning rate)] in the order the steps ran; with `by_fit_step`,
+    the fit's step (its batches counted) instead of the optimizer's."""
+    lines = [line.split() for line in open(path)]
+    return [(int(fit_step if by_fit_step else step), float(lr)) for step, lr, fit_step in lines]
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +49,13 @@ def uninterrupted(tmp_path_factory):
     return dict(read_trace(folder / "trace")), run
 
 
-def killed_and_resumed(tmp_path, *kill):
-    returncode, stderr = run_fit(tmp_path / "backup", tmp_path / "trace", *kill)
+def killed_and_resumed(tmp_path, *kill, scheduler="autowu", by_fit_step=False):
+    returncode, stderr = run_fit(tmp_path / "backup", tmp_path / "trace", "--scheduler", scheduler, *kill)
     assert returncode == -signal.SIGKILL, stderr
     killed_steps = len(read_trace(tmp_path / "trace"))
-    returncode, stderr = run_fit(tmp_path / "backup", tmp_path / "trace")
+    returncode, stderr = run_fit(tmp_path / "backup", tmp_path / "trace", "--scheduler", scheduler)
     assert returncode == 0, stderr
-    trace = read_trace(tmp_path / "trace")
+    trace = read_trace(tmp_path / "trace", by_fit_step)
     with open(tmp_path / "trace.json") as f:
         run = json.load(f)
     return trace[:killed_steps], trace[killed_steps:], run
@@ -102,3 +104,52 @@ def test_killed_while_the_backup_is_written(tmp_path, uninterrupted):
     cut_save_step = before[-1][0] + 1
     assert after[0][0] == cut_save_step + 1 - 7
     assert_resumed_consistently(before, after, resumed, reference)
+
+
+def test_factor_search_killed_during_an_update(tmp_path):
+    """Killed between an update's probe request (step 58, the third epoch's first) and
+    its result (read at step 60), with a backup at each epoch's end. The resumed run
+    replays the probes saved with the backup and probes step 58 again: every step
+    before the kill has the uninterrupted run's learning rate, and every step after it
+    the one the resumed controller's updates give it, the same as uninterrupted.
+
+    With backups within epochs, Keras replays the cut epoch from its first batch, and
+    factor search takes the replay for a run of its own (issue 45, replayed steps)."""
+    folder = tmp_path / "uninterrupted"
+    folder.mkdir()
+    assert run_fit(folder / "backup", folder / "trace", "--scheduler", "factor_search", "--save-freq", "epoch")[0] == 0
+    reference = dict(read_trace(folder / "trace"))
+    before, after, resumed = killed_and_resumed(tmp_path, "--kill-after-step", 59, "--save-freq", "epoch", scheduler="factor_search")
+    assert all(lr == reference[step] for step, lr in before)
+    assert before[-1][0] == 59 and after[0][0] == 58  # resumed from the backup of epoch 1's end
+    assert all(lr == pytest.approx(reference[step], rel=1e-6) for step, lr in after)
+    # The callback applies an update two steps after its step (the probe's result).
+    rates = resumed["learning_rates"]
+    # Keras replays the cut epoch's batches past the run's end: at its last rate.
+    assert [lr for _, lr in after] == pytest.approx([rates[min(max(step - 2, 0), len(rates) - 1)] for step, _ in after], rel=1e-6)
+    assert resumed["updates"] == list(range(29, 290, 29))
+
+
+def test_autolrs_killed_inside_a_stage(tmp_path):
+    """Killed in stage 1's exploration (fit steps 52-91), at fit step 60, the third
+    epoch's third, with a backup at each epoch's end. The in-memory stage checkpoint
+    dies with the process: the resumed run starts a new stage at the third epoch's first
+    step (58), from the backup's weights, as AutoLRS says it does, and runs to the end
+    with every step at its segments' learning rate; before the kill, every step has the
+    uninterrupted run's. (Backups within epochs: Keras 3 replays the cut epoch from its
+    first step, tf_keras skips to the step after the backup; see issue 45.)"""
+    folder = tmp_path / "uninterrupted"
+    folder.mkdir()
+    assert run_fit(folder / "backup", folder / "trace", "--scheduler", "autolrs", "--save-freq", "epoch")[0] == 0
+    reference = dict(read_trace(folder / "trace", by_fit_step=True))
+    before, after, resumed = killed_and_resumed(
+        tmp_path, "--kill-after-fit-step", 60, "--save-freq", "epoch", scheduler="autolrs", by_fit_step=True
+    )
+    before = read_trace(tmp_path / "trace", by_fit_step=True)[: len(before)]
+    assert all(lr == reference[step] for step, lr in before)
+    start = after[0][0]
+    assert start == 58
+    assert resumed["first_step"] == start == resumed["stages"][0]
+    rate_of = {step: lr for _, begin, end, lr in resumed["segments"] for step in range(begin, end)}
+    assert [lr for _, lr in after] == pytest.approx([rate_of[step] for step, _ in after], rel=1e-6)
+    assert after[-1][0] == 289
