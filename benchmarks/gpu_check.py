@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 
 import keras  # noqa: E402
 import keras_autowu  # noqa: E402
+from training_overhead import Baton  # noqa: E402  (benchmarks/, the script's folder)
 
 
 def make_data(n, seed, classes=10, size=32):
@@ -74,23 +75,6 @@ def resnet20(classes=10):
             h = block(h, filters, 2 if stage > 0 and i == 0 else 1)
     h = keras.layers.GlobalAveragePooling2D()(h)
     return keras.Model(inputs, keras.layers.Dense(classes)(h))
-
-
-class Baton:
-    """Two threads take turns: whoever holds it runs an epoch."""
-
-    def __init__(self):
-        self._condition = threading.Condition()
-        self._holder = 0
-
-    def take(self, who):
-        with self._condition:
-            self._condition.wait_for(lambda: self._holder == who)
-
-    def hand_over(self, who):
-        with self._condition:
-            self._holder = 1 - who
-            self._condition.notify_all()
 
 
 class EpochClock(keras.callbacks.Callback):

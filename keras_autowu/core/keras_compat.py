@@ -249,5 +249,5 @@ def loss_tracker(model):
     once the model is compiled (keras/src/trainers/trainer.py)."""
     tracker = next((m for m in model.metrics if m.name == "loss"), None)
     if tracker is None or not hasattr(tracker, "total"):
-        raise RuntimeError("AutoWU found no loss tracker in this model's metrics: compile the model with a loss.")
+        raise RuntimeError("keras-autowu found no loss tracker in this model's metrics: compile the model with a loss.")
     return tracker

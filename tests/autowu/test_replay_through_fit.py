@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import decision_traces
+from helpers import Preempted, PreemptAtEpoch
 import keras_autowu
 from keras_autowu.autowu.config import Departures
 from keras_autowu.core import keras_compat
@@ -140,20 +141,6 @@ print("same decisions")
     assert result.returncode == 0 and "same decisions" in result.stdout, result.stderr[-3000:]
 
 
-class _Preempted(Exception):
-    pass
-
-
-class _PreemptAtEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise _Preempted(epoch)
-
-
 @pytest.mark.parametrize("preempted_at_epoch", [3, 7])  # in the warmup; after the switch (epoch 5)
 def test_a_run_resumed_by_backup_and_restore_applies_the_same_learning_rates(tmp_path, preempted_at_epoch):
     """A fit stopped at an epoch's start and resumed by BackupAndRestore in a new fit,
@@ -162,8 +149,8 @@ def test_a_run_resumed_by_backup_and_restore_applies_the_same_learning_rates(tmp
     _, uninterrupted, _ = replay(name)
     model = replay_model(uninterrupted.layers[0].kernel.shape[0])
     backup = str(tmp_path / "backup")
-    with pytest.raises(_Preempted):
-        replay(name, model, callbacks=[keras.callbacks.BackupAndRestore(backup), _PreemptAtEpoch(preempted_at_epoch)])
+    with pytest.raises(Preempted):
+        replay(name, model, callbacks=[keras.callbacks.BackupAndRestore(backup), PreemptAtEpoch(preempted_at_epoch)])
     model = replay_model(uninterrupted.layers[0].kernel.shape[0])  # a new process would build it anew
     autowu, model, _ = replay(name, model, start_epoch=preempted_at_epoch, callbacks=[keras.callbacks.BackupAndRestore(backup)])
     np.testing.assert_array_equal(applied_learning_rates(model), applied_learning_rates(uninterrupted))
