@@ -33,6 +33,7 @@ accuracy (within 5 points of the majority class), or an error no better than
 predicting the training mean.
 
     python benchmarks/zoo.py [--quick] [--fits NAME ...] [--seeds 0 1 2] [--json PATH]
+    python benchmarks/zoo.py --methods autowu --update PATH --json PATH   # AutoWU again
 """
 
 import argparse
@@ -434,8 +435,14 @@ def main():
     parser.add_argument("--fits", nargs="+", choices=[f.name for f in FITS], help="instead of all")
     parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
     parser.add_argument("--threads", type=int, help="TensorFlow's threads")
+    parser.add_argument("--methods", nargs="+", help="run only these (autowu, default, 'grid x3', ...)")
+    parser.add_argument("--update", help="a --json file of an earlier run: its other methods' runs are reused")
     parser.add_argument("--json", help="write the runs here")
     args = parser.parse_args()
+    earlier = {}
+    if args.update:
+        with open(args.update) as f:
+            earlier = json.load(f)["fits"]
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
@@ -451,7 +458,10 @@ def main():
         chosen = methods(fit)
         if args.quick:
             chosen = chosen[:2] + chosen[3:6]
-        runs = {m: [train(fit, data, m, lr, s) for s in seeds] for m, lr in chosen}
+        runs = {
+            m: earlier[fit.name]["runs"][m] if args.methods and m not in args.methods else [train(fit, data, m, lr, s) for s in seeds]
+            for m, lr in chosen
+        }
         summary = summarise(fit, runs, level)
         best = summary["best_grid"]
         print(

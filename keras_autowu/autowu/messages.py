@@ -119,7 +119,12 @@ def switch(record, divergence, corrected_by, patience, positives, at_cap, immedi
     """Two lines: why the warmup ends, and what follows."""
     if divergence is not None:
         why = f"the warmup ends at step {record.step}: {divergence.reason}"
-        source = "the warmup's at its lowest finite loss" if divergence.fallback else "the GP's minimum over the finite losses"
+        if divergence.before_the_loss_fell:
+            source = "a tenth of where the loss began to blow up, before it had fallen"
+        elif divergence.fallback:
+            source = "the warmup's at its lowest finite loss"
+        else:
+            source = "the GP's minimum over the finite losses"
     else:
         if positives >= patience:
             tests = f"{patience} tests in a row agree"

@@ -48,6 +48,10 @@ DRIFT_RISE = 0.1
 # An interval shorter than this is judged on the mean of this many latest losses: the
 # mean of two heavy-tailed losses is no measure of progress.
 MIN_WINDOW = 10
+# The loss has fallen only by more than this many standard errors of the difference of
+# two interval means: with 15 % noise per step and 6-step intervals, the lowest of a
+# flat start's interval means lies 10 to 20 % below the first by chance.
+FALL_NOISE_MARGIN = 3.0
 # For Gaussian noise, the median of |x_i - x_j| is 0.954 sigma.
 _MEDIAN_ABS_DIFFERENCE_PER_SIGMA = 0.954
 
@@ -88,6 +92,7 @@ class LossProgress:
         self._interval_noise = []
         self._last_finite = None
         self._recent = collections.deque(maxlen=MIN_WINDOW)
+        self._interval_size = 0  # losses in an interval's mean (the first interval's)
 
     def add_interval(self, first_step, losses):
         """Records the losses of steps first_step.. (one test interval); returns its verdict."""
@@ -109,6 +114,8 @@ class LossProgress:
         self._recent.extend(losses.tolist())
         window = losses if losses.size >= MIN_WINDOW else np.asarray(self._recent)
         mean = float(window.mean())
+        if not self.interval_means:
+            self._interval_size = window.size
         self.interval_means.append(mean)
         risen = self.has_risen(mean, window.size)
         tail = window[-max(1, window.size // 4) :]
@@ -129,8 +136,12 @@ class LossProgress:
 
     def _risen_by(self, share, mean, count):
         first, best = self.interval_means[0], min(self.interval_means)
-        margin = max(share * (first - best), DIVERGENCE_NOISE_MARGIN * self.step_noise() / math.sqrt(count))
-        return mean > best + margin
+        noise = DIVERGENCE_NOISE_MARGIN * self.step_noise() / math.sqrt(count)
+        if not self.has_fallen():
+            # A loss that never left its start (a classifier at chance) wanders by more
+            # than its step-to-step noise says; only a rise clear of the start counts.
+            return mean > first + max(self.min_progress * abs(first), noise)
+        return mean > best + max(share * (first - best), noise)
 
     def forgive(self):
         """After a roll-back: the risen intervals, and the losses before it, are history."""
@@ -153,13 +164,28 @@ class LossProgress:
         best = min(self.interval_means)
         return self.interval_means[0] - best, self.interval_means[-1] - best
 
+    def has_fallen(self):
+        """Whether the best interval's mean lies below the first's by `min_progress` of
+        it, and by more than the noise of interval means could take it (the lowest of
+        many noisy means lies below their level by chance). Always, with min_progress 0."""
+        if self.min_progress <= 0:
+            return True
+        if not self.interval_means:
+            return False
+        progress, _ = self.progress()
+        return progress >= self.min_progress * abs(self.interval_means[0]) and progress > self._mean_noise(FALL_NOISE_MARGIN)
+
     def turned_after_progress(self):
-        """Whether the loss has fallen by min_progress of its start and then risen by
-        min_rise of that fall: what a positive test needs besides the GP's certainty."""
+        """Whether the loss has fallen (`has_fallen`) and then risen by min_rise of that
+        fall: what a positive test needs besides the GP's certainty."""
         if self.min_progress <= 0 and self.min_rise <= 0:
             return True  # the reference's test: the GP alone decides
         if not self.interval_means:
             return False
         progress, rise = self.progress()
-        fell = progress > 0 and progress >= self.min_progress * abs(self.interval_means[0])
-        return fell and rise > 0 and rise >= self.min_rise * progress
+        return self.has_fallen() and progress > 0 and rise > 0 and rise >= self.min_rise * progress
+
+    def _mean_noise(self, standard_errors):
+        """`standard_errors` standard errors of the difference of two interval means."""
+        size = max(self._interval_size, 1)
+        return standard_errors * self.step_noise() * math.sqrt(2.0 / size)

@@ -13,9 +13,16 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from keras_autowu.autowu import handover, loss_sampling, messages, schedule
+from keras_autowu.autowu.progress import robust_step_noise
 from keras_autowu.core.stacklevel import user_stacklevel
 from keras_autowu.gp import minimum_test
 
+# A warmup that blew up before its loss fell hands on this many times less than the
+# learning rate at which the loss first rose clear of its start: by BLOW_UP_RISE of
+# it, and by BLOW_UP_NOISE_MARGIN times its step noise (`_below_the_blow_up`).
+BLOW_UP_BACKOFF = 10.0
+BLOW_UP_RISE = 0.2
+BLOW_UP_NOISE_MARGIN = 5.0
 # Fewer finite losses than this give the GP nothing to fit.
 MIN_FINITE_LOSSES = 3
 # test_interval="auto": this many tests fit in the longest warmup (at most one an epoch).
@@ -45,6 +52,7 @@ class Divergence(NamedTuple):
     reason: str
     learning_rate: float  # what the warmup handed on
     fallback: bool  # True: the GP had no estimate; the LR at the lowest finite loss
+    before_the_loss_fell: bool = False  # True: a decade below where the blow-up began
 
 
 def resolve_test_interval(test_interval, plan):
@@ -103,9 +111,17 @@ class WarmupTest:
             return
         self.tests.append(record)
         fallback = not math.isfinite(record.handover_lr)
-        # The GP extrapolates past the last finite loss; never go beyond its LR.
-        lr = self._fallback_lr() if fallback else min(record.handover_lr, self._last_finite_lr())
-        self.divergence = Divergence(step, reason, lr, fallback)
+        if fallback:
+            lr = self._fallback_lr()
+        else:  # the GP extrapolates past the last finite loss; never go beyond its LR
+            lr = min(record.handover_lr, self._last_finite_lr())
+        # The GP's minimum of a loss that never fell is noise, anywhere from min_lr up:
+        # at least a decade below the blow-up then.
+        floor = 0.0 if self.progress.has_fallen() else self._below_the_blow_up(step)
+        raised = floor > lr
+        if raised:
+            lr, fallback = floor, False
+        self.divergence = Divergence(step, reason, lr, fallback, raised)
         self._switch(record._replace(handover_lr=lr), restore=True)
 
     def _record_test(self, record, verdict):
@@ -129,6 +145,23 @@ class WarmupTest:
     def _last_finite_lr(self):
         finite = self.losses.finite_indices
         return self.plan.warmup_lr(int(finite[-1]), self.state.fast_end) if finite.size else self.config.min_lr
+
+    def _below_the_blow_up(self, step):
+        """For a warmup that blew up before its loss fell: BLOW_UP_BACKOFF below the
+        learning rate of the first step whose loss rose clear of the start (by
+        BLOW_UP_RISE of it, and beyond the step noise) or was not finite. Such a loss
+        trains only near its limit, and the limit lies below where the blow-up began,
+        by the climb of the steps instability takes to show."""
+        losses = self.losses.values[:step]
+        first = losses[: self.test_interval]
+        first = first[np.isfinite(first)]
+        start = float(first.mean()) if first.size else math.nan
+        noise = robust_step_noise(first)
+        threshold = start + max(BLOW_UP_RISE * abs(start), BLOW_UP_NOISE_MARGIN * noise)
+        with np.errstate(invalid="ignore"):
+            clear = np.flatnonzero(~(losses <= threshold))
+        onset = int(clear[0]) if clear.size else step - 1
+        return max(self.plan.warmup_lr(onset, self.state.fast_end) / BLOW_UP_BACKOFF, self.config.min_lr)
 
     def _fallback_lr(self):
         finite = self.losses.finite_indices

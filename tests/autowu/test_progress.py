@@ -7,6 +7,7 @@ import helpers
 from helpers import drive
 import keras_autowu
 from keras_autowu.autowu.config import Departures
+from keras_autowu.autowu.progress import LossProgress
 from keras_autowu.core.keras_compat import keras
 
 REFERENCE_TEST = dict(departures=Departures(min_progress=0.0, min_rise=0.0))
@@ -92,6 +93,34 @@ def test_a_rise_must_be_a_share_of_the_progress():
     gated = feed(losses, test_interval=10)
     assert gated.switch is None
     assert feed(losses, test_interval=10, departures=Departures(min_rise=0.01)).switch is not None
+
+
+def test_the_noise_of_a_flat_start_does_not_pass_for_a_fall():
+    """15 % noise per step and 6-step intervals: the lowest of a flat start's interval
+    means lies 10 to 20 % below the first by chance, past the 5 % of `min_progress`."""
+    passed = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        record = LossProgress(min_progress=0.05, min_rise=0.05)
+        for interval in range(20):
+            record.add_interval(6 * interval, np.exp(0.15 * rng.standard_normal(6)))
+            passed += record.has_fallen()
+    assert passed == 0
+    # A real fall, by half, passes.
+    record.add_interval(120, 0.5 * np.exp(0.15 * rng.standard_normal(6)))
+    assert record.has_fallen()
+
+
+def test_a_loss_wandering_at_its_start_has_not_risen_until_clear_of_it():
+    """A classifier at chance: interval means wander (0.672 to 0.709 around ln 2) by more
+    than the step-to-step noise says. No rise counts until the loss is clear of where it
+    started; a blow-up is."""
+    rng = np.random.default_rng(0)
+    record = LossProgress(min_progress=0.05, min_rise=0.05)
+    for interval, level in enumerate([0.693, 0.690, 0.672, 0.685, 0.709, 0.700]):
+        verdict = record.add_interval(20 * interval, level + 0.001 * rng.standard_normal(20))
+        assert not verdict.risen
+    assert record.add_interval(120, 1.5 + 0.001 * rng.standard_normal(20)).risen
 
 
 def digits_mlp_first_epochs(epochs, **autowu_kwargs):
