@@ -120,7 +120,7 @@ def switch(record, divergence, corrected_by, patience, positives, at_cap, immedi
     if divergence is not None:
         why = f"the warmup ends at step {record.step}: {divergence.reason}"
         if divergence.before_the_loss_fell:
-            source = "a tenth of where the loss began to blow up, before it had fallen"
+            source = "an eighth of where the loss began to blow up; it had not fallen before"
         elif divergence.fallback:
             source = "the warmup's at its lowest finite loss"
         else:

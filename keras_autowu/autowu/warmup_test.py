@@ -20,7 +20,7 @@ from keras_autowu.gp import minimum_test
 # A warmup that blew up before its loss fell hands on this many times less than the
 # learning rate at which the loss first rose clear of its start: by BLOW_UP_RISE of
 # it, and by BLOW_UP_NOISE_MARGIN times its step noise (`_below_the_blow_up`).
-BLOW_UP_BACKOFF = 10.0
+BLOW_UP_BACKOFF = 8.0
 BLOW_UP_RISE = 0.2
 BLOW_UP_NOISE_MARGIN = 5.0
 # Fewer finite losses than this give the GP nothing to fit.
@@ -52,7 +52,7 @@ class Divergence(NamedTuple):
     reason: str
     learning_rate: float  # what the warmup handed on
     fallback: bool  # True: the GP had no estimate; the LR at the lowest finite loss
-    before_the_loss_fell: bool = False  # True: a decade below where the blow-up began
+    before_the_loss_fell: bool = False  # True: BLOW_UP_BACKOFF below where the blow-up began
 
 
 def resolve_test_interval(test_interval, plan):
@@ -115,13 +115,12 @@ class WarmupTest:
             lr = self._fallback_lr()
         else:  # the GP extrapolates past the last finite loss; never go beyond its LR
             lr = min(record.handover_lr, self._last_finite_lr())
-        # The GP's minimum of a loss that never fell is noise, anywhere from min_lr up:
-        # at least a decade below the blow-up then.
-        floor = 0.0 if self.progress.has_fallen() else self._below_the_blow_up(step)
-        raised = floor > lr
-        if raised:
-            lr, fallback = floor, False
-        self.divergence = Divergence(step, reason, lr, fallback, raised)
+        # The GP's minimum of a loss that never fell is noise, anywhere from min_lr to
+        # the blow-up: what is known is where the blow-up began.
+        unmoved = not fallback and not self.progress.has_fallen()
+        if unmoved:
+            lr = self._below_the_blow_up(step)
+        self.divergence = Divergence(step, reason, lr, fallback, unmoved)
         self._switch(record._replace(handover_lr=lr), restore=True)
 
     def _record_test(self, record, verdict):
