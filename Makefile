@@ -29,7 +29,7 @@ JAX_TESTS = tests/test_without_tensorflow.py tests/test_decision_traces.py tests
 	tests/autolrs/test_callback.py tests/factor_search/test_factor_search.py
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-compat test-jax gpu-bundle docs bench bench-jax bench-user-fits bench-autowu bench-factor-search bench-autolrs report
+.PHONY: demo test test-compat test-jax gpu-bundle docs bench bench-jax bench-zoo bench-user-fits bench-autowu bench-factor-search bench-autolrs report
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -100,6 +100,7 @@ bench: $(VENV)/.installed
 	$(CLAIM) --data mnist1d $(CLAIM_SEEDS) --json $(RESULTS)/paper_claim_mnist1d.json > $(RESULTS)/paper_claim_mnist1d.txt & b=$$!; \
 	wait $$a && wait $$b
 	$(VENV)/bin/python benchmarks/user_fits.py > $(RESULTS)/user_fits.txt
+	$(VENV)/bin/python benchmarks/zoo.py --jobs 2 --json $(RESULTS)/zoo.json > $(RESULTS)/zoo.txt
 	cat $(RESULTS)/*.txt
 	$(MAKE) report
 
@@ -107,6 +108,12 @@ bench-jax: $(JAX_VENV)/.installed $(VENV)/.installed
 	KERAS_BACKEND=jax $(JAX_VENV)/bin/python benchmarks/startup.py > $(RESULTS)/startup_jax.txt
 	KERAS_BACKEND=jax $(JAX_VENV)/bin/python benchmarks/training_overhead.py > $(RESULTS)/training_overhead_jax.txt
 	$(MAKE) report
+
+# The zoo alone (about 25 minutes on 2 cores).
+bench-zoo: $(VENV)/.installed
+	mkdir -p $(RESULTS)
+	$(VENV)/bin/python benchmarks/zoo.py --jobs 2 --json $(RESULTS)/zoo.json > $(RESULTS)/zoo.txt
+	cat $(RESULTS)/zoo.txt
 
 bench-user-fits: $(VENV)/.installed
 	mkdir -p $(RESULTS)

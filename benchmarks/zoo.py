@@ -32,7 +32,7 @@ below it, or its error at most 1.25 times the best's. A run is "dead" at chance
 accuracy (within 5 points of the majority class), or an error no better than
 predicting the training mean.
 
-    python benchmarks/zoo.py [--quick] [--fits NAME ...] [--seeds 0 1 2] [--json PATH]
+    python benchmarks/zoo.py [--quick] [--jobs 2] [--fits NAME ...] [--seeds 0 1 2] [--json PATH]
     python benchmarks/zoo.py --methods autowu --update PATH --json PATH   # AutoWU again
 """
 
@@ -429,12 +429,48 @@ def autowu_notes(runs):
     )
 
 
+def set_threads(threads):
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def run_fit(name, seeds, quick, only_methods, earlier_runs, threads=None):
+    """Every method's runs of one fit, and their summary; `earlier_runs` stand in for
+    the methods not in `only_methods`. Runs in a worker process of its own with --jobs."""
+    set_threads(threads)
+    fit = next(f for f in FITS if f.name == name)
+    data = load(fit.data)
+    chosen = methods(fit)
+    if quick:
+        chosen = chosen[:2] + chosen[3:6]
+    runs = {
+        m: earlier_runs[m] if only_methods and m not in only_methods else [train(fit, data, m, lr, s) for s in seeds]
+        for m, lr in chosen
+    }
+    return {"fit": dataclasses.asdict(fit), "runs": runs, **summarise(fit, runs, dead_level(fit, data))}
+
+
+def report(name, result):
+    fit, runs, best = next(f for f in FITS if f.name == name), result["runs"], result["best_grid"]
+    print(
+        f"{fit.name:26s} {fit.metric:8s} {describe(runs['autowu'], fit.metric):>15s} "
+        f"{describe(runs['default'], fit.metric):>15s} {describe(runs[best], fit.metric):>15s}  "
+        f"{result['versus_default']:10s}  {'within' if result['within_grid'] else 'behind':7s}  "
+        f"{result['dead']['autowu']}, {result['dead']['default']}, {result['dead'][best]}"
+    )
+    grid_line = ", ".join(f"{m[5:]}: {result['means'][m]:.3f}" for m in runs if m.startswith("grid"))
+    seconds = np.mean([r["seconds"] for rs in runs.values() for r in rs])
+    print(f"{'':26s} AutoWU: {autowu_notes(runs['autowu'])}")
+    print(f"{'':26s} grid (peak = default x): {grid_line}; {seconds:.1f} s a run", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two fits, one seed, the grid's middle three points")
     parser.add_argument("--fits", nargs="+", choices=[f.name for f in FITS], help="instead of all")
     parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
-    parser.add_argument("--threads", type=int, help="TensorFlow's threads")
+    parser.add_argument("--jobs", type=int, default=1, help="fits run side by side, one thread each")
     parser.add_argument("--methods", nargs="+", help="run only these (autowu, default, 'grid x3', ...)")
     parser.add_argument("--update", help="a --json file of an earlier run: its other methods' runs are reused")
     parser.add_argument("--json", help="write the runs here")
@@ -443,39 +479,26 @@ def main():
     if args.update:
         with open(args.update) as f:
             earlier = json.load(f)["fits"]
-    if args.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     names = QUICK_FITS if args.quick else args.fits or [f.name for f in FITS]
-    fits = [f for f in FITS if f.name in names]
     seeds = [0] if args.quick else args.seeds
+    jobs = [(n, seeds, args.quick, args.methods, earlier.get(n, {}).get("runs", {})) for n in names]
     start = time.perf_counter()
-    results = {}
     print(f"{'fit':26s} {'metric':8s} {'AutoWU':>15s} {'default LR':>15s} {'grid best':>15s}  vs default  vs grid  dead (AutoWU, default, grid best)")
-    for fit in fits:
-        data = load(fit.data)
-        level = dead_level(fit, data)
-        chosen = methods(fit)
-        if args.quick:
-            chosen = chosen[:2] + chosen[3:6]
-        runs = {
-            m: earlier[fit.name]["runs"][m] if args.methods and m not in args.methods else [train(fit, data, m, lr, s) for s in seeds]
-            for m, lr in chosen
-        }
-        summary = summarise(fit, runs, level)
-        best = summary["best_grid"]
-        print(
-            f"{fit.name:26s} {fit.metric:8s} {describe(runs['autowu'], fit.metric):>15s} "
-            f"{describe(runs['default'], fit.metric):>15s} {describe(runs[best], fit.metric):>15s}  "
-            f"{summary['versus_default']:10s}  {'within' if summary['within_grid'] else 'behind':7s}  "
-            f"{summary['dead']['autowu']}, {summary['dead']['default']}, {summary['dead'][best]}",
-            flush=True,
-        )
-        grid_line = ", ".join(f"{m[5:]}: {summary['means'][m]:.3f}" for m in runs if m.startswith("grid"))
-        seconds = np.mean([r["seconds"] for rs in runs.values() for r in rs])
-        print(f"{'':26s} AutoWU: {autowu_notes(runs['autowu'])}", flush=True)
-        print(f"{'':26s} grid (peak = default x): {grid_line}; {seconds:.1f} s a run", flush=True)
-        results[fit.name] = {"fit": dataclasses.asdict(fit), "runs": runs, **summary}
+    results = {}
+    if args.jobs > 1:
+        import concurrent.futures
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
+        with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            futures = [pool.submit(run_fit, *job, threads=1) for job in jobs]
+            for job, future in zip(jobs, futures):
+                results[job[0]] = future.result()
+                report(job[0], results[job[0]])
+    else:
+        for job in jobs:
+            results[job[0]] = run_fit(*job)
+            report(job[0], results[job[0]])
     lost = sum(r["versus_default"] == "lost" for r in results.values())
     won = sum(r["versus_default"] == "won" for r in results.values())
     within = sum(r["within_grid"] for r in results.values())
