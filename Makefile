@@ -24,7 +24,7 @@ JAX_TESTS = tests/test_without_tensorflow.py tests/test_decision_traces.py tests
 	tests/autowu/test_handover.py tests/autowu/test_loss_record.py tests/autowu/test_replay_through_fit.py \
 	tests/autowu/test_callback.py tests/autowu/test_guard.py tests/autowu/test_resume.py tests/autowu/test_bad_input.py \
 	tests/autowu/test_short_runs.py tests/autowu/test_messages.py tests/autowu/test_reference_mode.py \
-	tests/autowu/test_warmup_test.py tests/core/test_callback.py tests/core/test_snapshot.py \
+	tests/autowu/test_warmup_test.py tests/autowu/test_closed_loop.py tests/core/test_callback.py tests/core/test_snapshot.py \
 	tests/core/test_steps_per_execution.py tests/autolrs/test_controller.py tests/autolrs/test_plan.py \
 	tests/autolrs/test_callback.py tests/factor_search/test_factor_search.py
 export TF_CPP_MIN_LOG_LEVEL ?= 2
