@@ -350,7 +350,8 @@ class AutoWUScheduler(WarmupTest, Guard, Handover):
         if not flat_start.loss_has_moved(self.losses.values[:step], self.test_interval, window):
             return
         self.state = self._handing_on_the_cap(schedule.state_with_fast_end(self.plan, step, self.state))
-        self._say(messages.loss_has_moved(step, self.plan.warmup_lr(step - 1, step), self.departures.flat_start_speedup))
+        rose = flat_start.loss_rose(self.losses.values[:step], self.test_interval, window)
+        self._say(messages.loss_has_moved(step, self.plan.warmup_lr(step - 1, step), self.departures.flat_start_speedup, rose))
 
     def _switch(self, record, restore=True):
         self.switch = record

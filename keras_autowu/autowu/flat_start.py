@@ -68,3 +68,14 @@ def loss_has_moved(losses, reference_count, window_size):
     noise = robust_step_noise(losses[np.isfinite(losses)])
     margin = max(MIN_MOVE * abs(start), NOISE_MARGIN * noise * math.sqrt(1 / reference.size + 1 / latest.size))
     return abs(now - start) > margin
+
+
+def loss_rose(losses, reference_count, window_size):
+    """Whether a loss that has moved (`loss_has_moved`) went up: its latest losses are
+    not all finite, or their mean is above the first `reference_count`'s."""
+    losses = np.asarray(losses, np.float64)
+    latest, reference = losses[-window_size:], losses[:reference_count]
+    reference = reference[np.isfinite(reference)]
+    if not np.all(np.isfinite(latest)) or not reference.size:
+        return True
+    return float(latest.mean()) > float(reference.mean())

@@ -62,9 +62,9 @@ def _steps(first, last):
     return f"step {first}" if first == last else f"steps {first}-{last}"
 
 
-def loss_has_moved(step, learning_rate, speedup):
+def loss_has_moved(step, learning_rate, speedup, rose=False):
     return (
-        f"AutoWU: the loss started to fall by step {step} (learning rate {learning_rate:.4g}); "
+        f"AutoWU: the loss started to {'rise' if rose else 'fall'} by step {step} (learning rate {learning_rate:.4g}); "
         f"the warmup climbs {speedup} times slower from here."
     )
 

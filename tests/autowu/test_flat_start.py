@@ -136,3 +136,14 @@ def test_the_gp_minimum_maps_through_the_kinked_climb():
 def test_a_bad_speedup_is_refused_by_name(value):
     with pytest.raises(ValueError, match="flat_start_speedup"):
         Departures(flat_start_speedup=value)
+
+
+def test_a_loss_that_moved_up_is_said_to_rise(capsys):
+    """A blow-up over a flat start ends the fast climb too; the message says which way
+    the loss went."""
+    losses = 1.0 + 0.01 * np.random.default_rng(0).standard_normal(300)
+    losses[100:] = 1.0 + np.exp(np.arange(200) * 0.2)
+    scheduler = keras_autowu.AutoWUScheduler(50, 40, verbose=1)
+    scheduler.observe(losses[:150])
+    said = capsys.readouterr().out
+    assert "AutoWU: the loss started to rise by step" in said and "started to fall" not in said
