@@ -234,6 +234,8 @@ def main():
         printed[name] = path.read_text().strip() if path.exists() else "(run `make bench-jax`)"
     path = folder / "user_fits.txt"
     printed["user_fits"] = path.read_text().strip() if path.exists() else "(run `make bench-user-fits`)"
+    path = folder / "zoo.txt"
+    printed["zoo"] = path.read_text().strip() if path.exists() else "(run `make bench-zoo`)"
     template = (pathlib.Path(__file__).parent / "report_template.md").read_text()
     text = template.format(
         machine=args.machine, minutes=max(minutes), seeds=seed_list(datasets), updated=updated_note(updates),
