@@ -11,7 +11,10 @@ AutoWU looks at the loss twice at every test boundary, in the warmup and after i
   pattern whose period divides the interval, such as the batch order of an epoch.
 - **Has it diverged?** A non-finite loss, or an interval's mean loss that has lost half
   the progress from the first interval to the best, by more than ten standard errors of
-  batch noise: the loss blew up, or the network died back to its starting loss.
+  batch noise: the loss blew up, or the network died back to its starting loss. Until
+  the loss has fallen (`has_fallen`: by `min_progress` of its start, and by more than
+  the noise of interval means), a rise counts only once it is `min_progress` above
+  the start: a classifier at chance wanders by more than its step-to-step noise says.
 - **Has it drifted up after the warmup?** The hand-over learning rate can sit above
   what stays stable: instability takes steps to build, so the loss climbs slowly after
   the switch instead of blowing up. After the warmup an interval has also drifted when
