@@ -49,6 +49,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_autowu  # noqa: E402
 from keras_autowu.core.keras_compat import keras  # noqa: E402
+from user_fits import autowu_notes, describe, what_autowu_did  # noqa: E402  (benchmarks/ is on the path)
 
 SEEDS = [0, 1, 2]
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "sgd": 0.01, "lamb": 1e-3}
@@ -367,15 +368,6 @@ def score(fit, model, x_test, y_test):
     return {fit.metric: value}
 
 
-def what_autowu_did(scheduler):
-    ended = "cap" if scheduler.switch is None else "diverged" if scheduler.divergence is not None else "switch"
-    return {
-        "ended": ended,
-        "warmup_end": int(scheduler.state.warmup_end),
-        "total_steps": scheduler.total_steps,
-        "handover_lr": float(scheduler.state.decay_base_lr),
-        "rescues": len(scheduler.rescues),
-    }
 
 
 def dead_level(fit, data):
@@ -416,17 +408,8 @@ def summarise(fit, runs, level):
     }
 
 
-def describe(runs, key):
-    values = [r[key] for r in runs]
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
-def autowu_notes(runs):
-    return "; ".join(
-        f"{r['ended']} at {r['warmup_end']}/{r['total_steps']}, lr {r['handover_lr']:.3g}"
-        + (f", {r['rescues']} rescue{'s' if r['rescues'] > 1 else ''}" if r["rescues"] else "")
-        for r in runs
-    )
 
 
 def set_threads(threads):
