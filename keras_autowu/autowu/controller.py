@@ -24,6 +24,8 @@ from keras_autowu.core import checks
 from keras_autowu.core.stacklevel import user_stacklevel
 
 _STATE_FORMAT = 1
+# After a blow-up before the loss fell, the decay ramps in over 1/RAMP_SHARE of the steps left.
+RAMP_SHARE = 10
 
 
 class AutoWUScheduler(WarmupTest, Guard, Handover):
@@ -357,6 +359,10 @@ class AutoWUScheduler(WarmupTest, Guard, Handover):
         self.switch = record
         self._start_trial()
         self.state = self.state._replace(warmup_end=record.step, decay_base_lr=record.handover_lr)
+        if self.divergence is not None and self.divergence.before_the_loss_fell:
+            # Rolled back to near-initial weights: the hand-over comes in over a tenth of
+            # the steps left, as a warmup's (the zoo's attention classifier, docs/reference.md).
+            self.state = self.state._replace(ramp_steps=max(1, (self.total_steps - record.step) // RAMP_SHARE))
         if restore:
             # Whether a copy exists to put back depends on restarts; what the guard
             # decides next must not.

@@ -120,7 +120,7 @@ def switch(record, divergence, corrected_by, patience, positives, at_cap, immedi
     if divergence is not None:
         why = f"the warmup ends at step {record.step}: {divergence.reason}"
         if divergence.before_the_loss_fell:
-            source = "an eighth of where the loss began to blow up; it had not fallen before"
+            source = "an eighth of where the loss began to blow up, reached over a tenth of the steps left: it had not fallen before"
         elif divergence.fallback:
             source = "the warmup's at its lowest finite loss"
         else:

@@ -86,6 +86,9 @@ class ScheduleState(NamedTuple):
       learning rate by RESCUE_FACTOR, in order.
     fast_end: the step at which the warmup's fast climb over a flat start ends (see
       `warmup_position`); 0: no fast climb.
+    ramp_steps: the decay's first steps come in linearly over this many (0: none), as
+      a warmup would: after a blow-up before the loss fell, the weights go back to
+      near their initial ones.
     """
 
     warmup_end: int
@@ -93,6 +96,7 @@ class ScheduleState(NamedTuple):
     plateau_scale: float = 1.0
     rescue_steps: tuple = ()
     fast_end: int = 0
+    ramp_steps: int = 0
 
 
 # A rescue halves the learning rate of the decay from its step on.
@@ -180,6 +184,9 @@ def learning_rate_at(step, state, plan):
     base_step = np.asarray(start if start == warmup_end else start - 1, np.int64)
     cooldown = before_cooldown(base_step) * _cooldown_multiplier(step, start, plan)
     lr = np.where(step < start, before_cooldown(step), cooldown)
+    if state.ramp_steps:
+        ramp = np.clip((step - warmup_end + 1) / (state.ramp_steps + 1), 0.0, 1.0)
+        lr = np.where(step < warmup_end, lr, lr * ramp)
     return (lr * _rescue_multiplier(step, state.rescue_steps)).astype(np.float32)
 
 

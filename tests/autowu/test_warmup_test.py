@@ -200,3 +200,21 @@ def test_a_blow_up_before_the_loss_fell_hands_on_an_eighth_of_its_onset(seed, ca
     assert divergence is not None and "rose to" in divergence.reason
     assert divergence.learning_rate == pytest.approx(onset_lr / 8) and divergence.before_the_loss_fell
 
+
+
+def test_after_a_blow_up_before_the_loss_fell_the_decay_ramps_in():
+    """The roll-back goes to near-initial weights, so the hand-over comes in linearly over
+    a tenth of the steps left, as a warmup's; a blow-up after a real fall has no ramp."""
+    rng = np.random.default_rng(0)
+    losses = 1.0 + 0.03 * rng.standard_normal(700)
+    losses[600:] = np.exp(np.arange(100) * 0.5)
+    scheduler = keras_autowu.AutoWUScheduler(50, 40, verbose=0, **STEADY)
+    scheduler.observe(losses)
+    end, ramp = scheduler.state.warmup_end, scheduler.state.ramp_steps
+    assert ramp == (scheduler.total_steps - end) // 10
+    rates = scheduler.learning_rates(end, end + ramp + 1)
+    unramped = scheduler.divergence.learning_rate * 0.5 * (1 + np.cos(np.pi * (np.arange(ramp + 1) + 1) / (scheduler.total_steps - end)))
+    np.testing.assert_allclose(rates, unramped * np.minimum(np.arange(1, ramp + 2) / (ramp + 1), 1.0), rtol=1e-5)
+    fell = keras_autowu.AutoWUScheduler(50, 40, verbose=0, **STEADY)
+    fell.observe(parabola_then(500, lambda tail: tail + 50.0)[:610])
+    assert fell.divergence is not None and fell.state.ramp_steps == 0
