@@ -43,6 +43,7 @@ SUMMARIES = {
         velocity_momentum=scheduler.velocity_momentum,
         losses=np.asarray(scheduler.losses).tolist(),
         switch=scheduler.switch and scheduler.switch.step,
+        rescues=[rescue.step for rescue in scheduler.rescues],
     ),
     # The learning rate of each step as the controller has it: factor search's from each
     # update's step on, which the callback applies two steps later (its probe's result).

@@ -93,6 +93,21 @@ def test_killed_after_the_switch_changes_no_learning_rate(tmp_path, uninterrupte
     assert resumed["switch"] == run["switch"]
 
 
+@pytest.mark.parametrize("after_rescue", [0, 1])
+def test_killed_as_a_rescue_rolls_back(tmp_path, uninterrupted, after_rescue):
+    """The run's first rescue (its trial fails) puts back a snapshot and halves the rate.
+    Killed at the step whose loss decided it, when the weights were just rolled back
+    (and backed up), or one step later: the resumed run makes the same rescue, and every
+    step has the uninterrupted run's learning rate."""
+    reference, run = uninterrupted
+    assert run["rescues"], "the run is meant to rescue"
+    rescue = run["rescues"][0]
+    before, after, resumed = killed_and_resumed(tmp_path, "--kill-after-step", rescue - 1 + after_rescue)
+    assert_resumed_consistently(before, after, resumed, reference)
+    assert resumed["rescues"][:1] == [rescue]
+    assert all(lr == reference[step] for step, lr in after if step in reference)
+
+
 def test_killed_while_the_backup_is_written(tmp_path, uninterrupted):
     """Half a backup on disk. Keras 3 (with double_checkpoint=True) resumes from the
     backup before it; so does tf_keras, whose checkpoint manager had not recorded the
