@@ -2,7 +2,7 @@
 with SIGKILL at a chosen moment, as a preempted machine's process dies.
 
 `sigkill_fit.py BACKUP_DIR TRACE [--scheduler autowu|factor_search|autolrs]
-[--kill-after-step N] [--kill-after-fit-step N] [--kill-in-backup N]`
+[--kill-after-step N] [--kill-after-fit-step N] [--kill-in-backup N] [--signal TERM]`
 
 Each step's learning rate is appended to TRACE ("optimizer step, learning rate, fit
 step" per line) with an unbuffered write, so the lines survive the kill.
@@ -59,8 +59,11 @@ SUMMARIES = {
 }
 
 
+SIGNAL = [signal.SIGKILL]  # --signal TERM: the notice a preemptible machine gives first
+
+
 def kill():
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), SIGNAL[0])
 
 
 class TraceAndKill(keras.callbacks.Callback):
@@ -138,7 +141,9 @@ def main():
     parser.add_argument("--kill-in-backup", type=int, default=0)
     parser.add_argument("--scheduler", default="autowu", choices=sorted(SCHEDULERS))
     parser.add_argument("--save-freq", default=str(SAVE_FREQ), help="BackupAndRestore's: a number of batches, or epoch")
+    parser.add_argument("--signal", default="KILL", choices=["KILL", "TERM"], help="what the process dies of")
     args = parser.parse_args()
+    SIGNAL[0] = getattr(signal, f"SIG{args.signal}")
     x, y = load_digits(return_X_y=True)
     x = (x / 16.0).astype("float32")
     keras.utils.set_random_seed(0)

@@ -49,9 +49,9 @@ def uninterrupted(tmp_path_factory):
     return dict(read_trace(folder / "trace")), run
 
 
-def killed_and_resumed(tmp_path, *kill, scheduler="autowu", by_fit_step=False):
+def killed_and_resumed(tmp_path, *kill, scheduler="autowu", by_fit_step=False, dies_of=signal.SIGKILL):
     returncode, stderr = run_fit(tmp_path / "backup", tmp_path / "trace", "--scheduler", scheduler, *kill)
-    assert returncode == -signal.SIGKILL, stderr
+    assert returncode == -dies_of, stderr
     killed_steps = len(read_trace(tmp_path / "trace"))
     returncode, stderr = run_fit(tmp_path / "backup", tmp_path / "trace", "--scheduler", scheduler)
     assert returncode == 0, stderr
@@ -91,6 +91,17 @@ def test_killed_after_the_switch_changes_no_learning_rate(tmp_path, uninterrupte
     assert_resumed_consistently(before, after, resumed, reference)
     assert all(lr == reference[step] for step, lr in after if step in reference)
     assert resumed["switch"] == run["switch"]
+
+
+def test_a_sigterm_is_a_sigkill_with_the_backup_kept(tmp_path, uninterrupted):
+    """A preemptible machine's notice, SIGTERM, ends the process at once (no handler):
+    no `on_train_end` runs, so BackupAndRestore does not delete its backup as at a
+    fit's end, and the resume is the same as after a SIGKILL."""
+    reference, run = uninterrupted
+    before, after, resumed = killed_and_resumed(
+        tmp_path, "--kill-after-step", run["switch"] // 2, "--signal", "TERM", dies_of=signal.SIGTERM
+    )
+    assert_resumed_consistently(before, after, resumed, reference)
 
 
 @pytest.mark.parametrize("after_rescue", [0, 1])
