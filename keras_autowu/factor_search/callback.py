@@ -111,7 +111,10 @@ class FactorSearch(SchedulerCallback):
         iterations = int(self.model.optimizer.iterations.numpy())
         if self._run_start is None:
             self._start_or_resume(epoch, iterations)
-        self._epoch_first_step = iterations - self._run_start
+        # The run's step at the epoch's first batch, known at that batch: after a backup
+        # within an epoch Keras 3 replays the epoch from batch 0, tf_keras goes on after
+        # the backup's batch, and the optimizer's step goes on from the backup's either way.
+        self._epoch_start_step, self._epoch_first_step = iterations - self._run_start, None
 
     def _start_or_resume(self, epoch, iterations):
         scheduler = self.scheduler
@@ -121,6 +124,9 @@ class FactorSearch(SchedulerCallback):
             self._record.start_run(iterations, scheduler.learning_rate)
         else:  # BackupAndRestore or fit(initial_epoch=...)
             self._run_start = iterations - epoch * scheduler.steps_per_epoch
+            saved = self._record.run_start()
+            if saved != probe_record.NO_RUN and 0 <= iterations - saved - epoch * scheduler.steps_per_epoch < scheduler.steps_per_epoch:
+                self._run_start = saved  # a backup within the epoch: the probes' run goes on
             step = iterations - self._run_start
             if self._record.run_start() == self._run_start:  # the probes were saved: replay them
                 scheduler.set_state(self._record.scheduler_state(scheduler.steps_per_epoch, scheduler.total_epochs))
@@ -141,6 +147,8 @@ class FactorSearch(SchedulerCallback):
             self._weights = WeightSnapshot(self.model, scheduler.first_step, self._own_variables())
 
     def on_train_batch_begin(self, batch, logs=None):
+        if self._epoch_first_step is None:
+            self._epoch_first_step = self._epoch_start_step - batch
         step = self._epoch_first_step + batch
         self._finish_pending_update(step)
         if self._pending is None and step >= self.scheduler.next_boundary() and self.scheduler.is_update_step(step):
@@ -176,7 +184,8 @@ class FactorSearch(SchedulerCallback):
                 print(f"FactorSearch: weights and optimizer state rolled back to step {self._weights.step}.")
 
     def on_epoch_end(self, epoch, logs=None):
-        self._finish_pending_update(self._epoch_first_step + self.scheduler.steps_per_epoch)
+        first = self._epoch_start_step if self._epoch_first_step is None else self._epoch_first_step
+        self._finish_pending_update(first + self.scheduler.steps_per_epoch)
         super().on_epoch_end(epoch, logs)
 
     def _epoch_learning_rate(self, epoch):

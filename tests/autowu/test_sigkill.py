@@ -137,10 +137,7 @@ def test_factor_search_killed_during_an_update(tmp_path):
     its result (read at step 60), with a backup at each epoch's end. The resumed run
     replays the probes saved with the backup and probes step 58 again: every step
     before the kill has the uninterrupted run's learning rate, and every step after it
-    the one the resumed controller's updates give it, the same as uninterrupted.
-
-    With backups within epochs, Keras replays the cut epoch from its first batch, and
-    factor search takes the replay for a run of its own (issue 45, replayed steps)."""
+    the one the resumed controller's updates give it, the same as uninterrupted."""
     folder = tmp_path / "uninterrupted"
     folder.mkdir()
     assert run_fit(folder / "backup", folder / "trace", "--scheduler", "factor_search", "--save-freq", "epoch")[0] == 0
@@ -154,6 +151,25 @@ def test_factor_search_killed_during_an_update(tmp_path):
     # Keras replays the cut epoch's batches past the run's end: at its last rate.
     assert [lr for _, lr in after] == pytest.approx([rates[min(max(step - 2, 0), len(rates) - 1)] for step, _ in after], rel=1e-6)
     assert resumed["updates"] == list(range(29, 290, 29))
+
+
+def test_factor_search_killed_within_an_epoch(tmp_path):
+    """Backups every 7 batches, killed after step 70, 12 steps into the third epoch: the
+    resume starts at step 70 (the backup after 70 batches). Keras 3 replays the epoch
+    from its first batch, tf_keras goes on at its 13th; either way the run's steps go on
+    from the optimizer's, so the updates stay at each 29th step of the run, and every step
+    before the next one has the uninterrupted run's learning rate."""
+    folder = tmp_path / "uninterrupted"
+    folder.mkdir()
+    assert run_fit(folder / "backup", folder / "trace", "--scheduler", "factor_search")[0] == 0
+    reference = dict(read_trace(folder / "trace"))
+    before, after, resumed = killed_and_resumed(tmp_path, "--kill-after-step", 70, scheduler="factor_search")
+    assert all(lr == reference[step] for step, lr in before)
+    assert after[0][0] == 70
+    assert all(lr == pytest.approx(reference[step], rel=1e-6) for step, lr in after if step < 87 + 2)
+    assert resumed["updates"] == list(range(29, 290, 29))
+    rates = resumed["learning_rates"]
+    assert [lr for _, lr in after] == pytest.approx([rates[min(max(step - 2, 0), len(rates) - 1)] for step, _ in after], rel=1e-6)
 
 
 def test_autolrs_killed_inside_a_stage(tmp_path):
