@@ -79,21 +79,26 @@ class AutoLRS(SchedulerCallback):
     def on_epoch_begin(self, epoch, logs=None):
         self._running_state()
         self._epoch_first_step = epoch * self.steps_per_epoch
-        if self._fit_start is None:
-            self._fit_start = self._read_from = self._epoch_first_step
-            self._variables.start_run(self._fit_start)
-            self._start_table(self._variables, self._fit_start)
-            if epoch == 0:
-                self.scheduler.reset()
-            else:  # BackupAndRestore or fit(initial_epoch=...): the in-memory checkpoint is gone
-                rate = learning_rate_value(self.model.optimizer)
-                self.scheduler.resume(self._fit_start, rate)
-                if self.config.verbose:
-                    print(f"AutoLRS: resuming at step {self._fit_start}; a stage cut short starts again from here.")
-            self._write_learning_rates(self._fit_start)
+
+    def _start_or_resume(self, step):
+        """At the fit's first batch, the run's step `step` (after a backup within an
+        epoch, tf_keras goes on at the batch after the backup's, not the epoch's first)."""
+        self._fit_start = self._read_from = step
+        self._variables.start_run(self._fit_start)
+        self._start_table(self._variables, self._fit_start)
+        if step == 0:
+            self.scheduler.reset()
+        else:  # BackupAndRestore or fit(initial_epoch=...): the in-memory checkpoint is gone
+            rate = learning_rate_value(self.model.optimizer)
+            self.scheduler.resume(self._fit_start, rate)
+            if self.config.verbose:
+                print(f"AutoLRS: resuming at step {self._fit_start}; a stage cut short starts again from here.")
+        self._write_learning_rates(self._fit_start)
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self._epoch_first_step + batch
+        if self._fit_start is None:
+            self._start_or_resume(step)
         scheduler = self.scheduler
         if step < scheduler.next_boundary() or step >= scheduler.total_steps:
             return

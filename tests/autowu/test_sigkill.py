@@ -19,6 +19,7 @@ import sys
 import pytest
 
 import keras_autowu
+from keras_autowu.core.keras_compat import IS_KERAS_3
 
 FIT = os.path.join(os.path.dirname(__file__), "..", "sigkill_fit.py")
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -178,8 +179,7 @@ def test_autolrs_killed_inside_a_stage(tmp_path):
     dies with the process: the resumed run starts a new stage at the third epoch's first
     step (58), from the backup's weights, as AutoLRS says it does, and runs to the end
     with every step at its segments' learning rate; before the kill, every step has the
-    uninterrupted run's. (Backups within epochs: Keras 3 replays the cut epoch from its
-    first step, tf_keras skips to the step after the backup; see issue 45.)"""
+    uninterrupted run's."""
     folder = tmp_path / "uninterrupted"
     folder.mkdir()
     assert run_fit(folder / "backup", folder / "trace", "--scheduler", "autolrs", "--save-freq", "epoch")[0] == 0
@@ -192,6 +192,27 @@ def test_autolrs_killed_inside_a_stage(tmp_path):
     start = after[0][0]
     assert start == 58
     assert resumed["first_step"] == start == resumed["stages"][0]
+    rate_of = {step: lr for _, begin, end, lr in resumed["segments"] for step in range(begin, end)}
+    assert [lr for _, lr in after] == pytest.approx([rate_of[step] for step, _ in after], rel=1e-6)
+    assert after[-1][0] == 289
+
+
+def test_autolrs_killed_within_an_epoch(tmp_path):
+    """Backups every 7 batches, killed at fit step 60: the last backup is after 56
+    batches, 27 into the second epoch. Keras 3 replays that epoch from its first batch
+    (fit step 29), tf_keras goes on at fit step 56. The resumed run starts a new stage
+    where the fit resumes (tf_keras: it took the epoch's first step for it), and every
+    step after has its segments' learning rate."""
+    folder = tmp_path / "uninterrupted"
+    folder.mkdir()
+    assert run_fit(folder / "backup", folder / "trace", "--scheduler", "autolrs")[0] == 0
+    reference = dict(read_trace(folder / "trace", by_fit_step=True))
+    before, after, resumed = killed_and_resumed(tmp_path, "--kill-after-fit-step", 60, scheduler="autolrs", by_fit_step=True)
+    before = read_trace(tmp_path / "trace", by_fit_step=True)[: len(before)]
+    assert all(lr == reference[step] for step, lr in before)
+    start = after[0][0]
+    assert start == (29 if IS_KERAS_3 else 56)
+    assert resumed["first_step"] == resumed["stages"][0]
     rate_of = {step: lr for _, begin, end, lr in resumed["segments"] for step in range(begin, end)}
     assert [lr for _, lr in after] == pytest.approx([rate_of[step] for step, _ in after], rel=1e-6)
     assert after[-1][0] == 289
