@@ -123,12 +123,14 @@ class FactorSearch(SchedulerCallback):
             scheduler.reset()
             self._record.start_run(iterations, scheduler.learning_rate)
         else:  # BackupAndRestore or fit(initial_epoch=...)
-            self._run_start = iterations - epoch * scheduler.steps_per_epoch
+            epoch_start = iterations - epoch * scheduler.steps_per_epoch
             saved = self._record.run_start()
-            if saved != probe_record.NO_RUN and 0 <= iterations - saved - epoch * scheduler.steps_per_epoch < scheduler.steps_per_epoch:
-                self._run_start = saved  # a backup within the epoch: the probes' run goes on
+            # The probes' run goes on when the restored step lies in the epoch Keras
+            # resumes (a backup at its start, or within it): replay them.
+            replay = saved != probe_record.NO_RUN and 0 <= epoch_start - saved < scheduler.steps_per_epoch
+            self._run_start = saved if replay else epoch_start
             step = iterations - self._run_start
-            if self._record.run_start() == self._run_start:  # the probes were saved: replay them
+            if replay:
                 scheduler.set_state(self._record.scheduler_state(scheduler.steps_per_epoch, scheduler.total_epochs))
                 how = f"{len(scheduler.updates)} updates replayed"
             else:  # a checkpoint without them: go on from the optimizer's learning rate
