@@ -137,12 +137,17 @@ class AutoLRSScheduler:
         )
         self.plan = StagePlan(self.tau, config.tau_ratio, config.explored, config.tau_max, config.warmup_steps, steps_per_execution)
         if self.plan.stage(0).end > total_steps:
+            needs = f"a run long enough for one stage: {self.plan.stage(0).end} steps with tau={self.tau}, and the run has {total_steps}"
+            # tau is at least tau_ratio (a step per explored learning rate).
+            shortest = StagePlan(config.tau_ratio, config.tau_ratio, config.explored, config.tau_max, config.warmup_steps, steps_per_execution)
+            if shortest.stage(0).end > total_steps:
+                checks.fail(
+                    _OWNER, "tau_ratio", config.tau_ratio,
+                    f"{needs}. The shortest stage (tau = tau_ratio) takes {shortest.stage(0).end} steps: pass a "
+                    "smaller tau_ratio, or fit for more steps",
+                )
             largest = auto_tau(total_steps, config.warmup_steps, config.tau_ratio, config.explored, config.tau_max)
-            checks.fail(
-                _OWNER, "tau", config.tau,
-                f"a run long enough for one stage: {self.plan.stage(0).end} steps with tau={self.tau}, "
-                f"and the run has {total_steps}. Pass tau={largest} or less, or tau=None",
-            )
+            checks.fail(_OWNER, "tau", config.tau, f"{needs}. Pass tau={largest} or less, or tau=None")
         self.reset()
 
     # The run's course.

@@ -195,6 +195,15 @@ def test_tau_none_fits_two_stages_and_a_tau_too_long_is_refused():
         AutoLRSScheduler(1500, 0.01, tau=1000)
 
 
+@pytest.mark.parametrize("tau", [10, None])
+def test_a_run_too_short_for_any_tau_asks_for_a_smaller_tau_ratio(tau):
+    """The shortest stage (tau = tau_ratio = 10) takes 20 steps; before, a 16-step run
+    was told to pass tau=10 or less, or tau=None, which fail the same way."""
+    with pytest.raises(ValueError, match=r"one stage: 20 steps with tau=10, and the run has 16\. The shortest stage \(tau = tau_ratio\) takes 20 steps: pass a smaller tau_ratio.*Received tau_ratio=10"):
+        AutoLRSScheduler(16, 0.01, tau=tau)
+    assert AutoLRSScheduler(16, 0.01, tau_ratio=5).plan.stage(0).end <= 16
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
