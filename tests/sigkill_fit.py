@@ -2,7 +2,8 @@
 with SIGKILL at a chosen moment, as a preempted machine's process dies.
 
 `sigkill_fit.py BACKUP_DIR TRACE [--scheduler autowu|factor_search|autolrs]
-[--kill-after-step N] [--kill-after-fit-step N] [--kill-in-backup N] [--signal TERM]`
+[--kill-after-step N] [--kill-after-fit-step N] [--kill-in-backup N] [--signal TERM]
+[--plain-backup]`
 
 Each step's learning rate is appended to TRACE ("optimizer step, learning rate, fit
 step" per line) with an unbuffered write, so the lines survive the kill.
@@ -142,6 +143,7 @@ def main():
     parser.add_argument("--scheduler", default="autowu", choices=sorted(SCHEDULERS))
     parser.add_argument("--save-freq", default=str(SAVE_FREQ), help="BackupAndRestore's: a number of batches, or epoch")
     parser.add_argument("--signal", default="KILL", choices=["KILL", "TERM"], help="what the process dies of")
+    parser.add_argument("--plain-backup", action="store_true", help="BackupAndRestore without double_checkpoint=True")
     args = parser.parse_args()
     SIGNAL[0] = getattr(signal, f"SIG{args.signal}")
     x, y = load_digits(return_X_y=True)
@@ -155,7 +157,9 @@ def main():
         else:
             torn_checkpoints(args.kill_in_backup)
     save_freq = args.save_freq if args.save_freq == "epoch" else int(args.save_freq)
-    backup_options = dict(save_freq=save_freq, double_checkpoint=True) if IS_KERAS_3 else dict(save_freq=save_freq)
+    backup_options = dict(save_freq=save_freq)
+    if IS_KERAS_3 and not args.plain_backup:
+        backup_options["double_checkpoint"] = True  # docs/preemption.md's recipe
     callbacks = [
         keras.callbacks.BackupAndRestore(args.backup_dir, **backup_options),
         SCHEDULERS[args.scheduler](),

@@ -3,7 +3,6 @@
 import dataclasses
 import math
 import warnings
-import weakref
 
 from keras_autowu.autowu.config import AutoWUConfig, Departures
 from keras_autowu.autowu.controller import AutoWUScheduler
@@ -161,7 +160,7 @@ class AutoWU(SchedulerCallback):
         total = self.scheduler.total_steps
         # A fit that ended in this process (EarlyStopping, say) left its run unfinished:
         # a new fit from epoch 0 starts a new run; fit(initial_epoch=...) continues it.
-        ended_here = _FITS_ENDED.get(self.model.optimizer) == offset and first_epoch == 0
+        ended_here = run_state.fit_ended_here(self.model.optimizer, self.name, offset) and first_epoch == 0
         if not self.scheduler.continues(losses.size, None if offset == run_state.NO_RUN else step - offset, ended_here):
             if ended_here and losses.size < total and self.config.verbose:
                 print(
@@ -231,7 +230,7 @@ class AutoWU(SchedulerCallback):
         step_hook.uninstall(self.model)
         self._snapshots = {}
         optimizer = self.model.optimizer
-        _FITS_ENDED[optimizer] = int(self._variables.step_offset.numpy())
+        run_state.fit_ended(optimizer, self.name, int(self._variables.step_offset.numpy()))
         optimizer.learning_rate.assign(self.scheduler.learning_rate_after_run())
         if self.config.verbose:
             print(self.scheduler.summary())
@@ -266,10 +265,6 @@ class AutoWU(SchedulerCallback):
         # The snapshot is kept: a later rescue may need it again.
         done = self.scheduler.steps_done
         snapshot.restore(learning_rate=self.scheduler.learning_rates(done, done + 1)[0])
-
-
-# Optimizers whose last fit with AutoWU ended in this process -> that run's step offset.
-_FITS_ENDED = weakref.WeakKeyDictionary()
 
 
 def _warn_if_fit_and_run_lengths_differ(fit_epochs, total_epochs):

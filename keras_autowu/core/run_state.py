@@ -161,6 +161,23 @@ def _loading_version_0_1_checkpoints(optimizer, keras_load):
     return load
 
 
+# Per optimizer, the runs whose fit ended in this process: {scheduler name: run start}.
+_FITS_ENDED = weakref.WeakKeyDictionary()
+
+
+def fit_ended(optimizer, name, run_start):
+    """Notes that a fit of scheduler `name` ended its run (started at optimizer step
+    `run_start`) in this process: EarlyStopping, say, or the run's end."""
+    _FITS_ENDED.setdefault(optimizer, {})[name] = run_start
+
+
+def fit_ended_here(optimizer, name, run_start):
+    """Whether the run that started at `run_start` is one whose fit ended in this
+    process. A new fit from epoch 0 then starts a new run (a restart after a kill, a
+    new process, continues it); fit(initial_epoch=...) continues it anyway."""
+    return _FITS_ENDED.get(optimizer, {}).get(name) == run_start
+
+
 # Off TensorFlow, the unsaved run variables of each prefix, added to optimizers.
 _UNSAVED = {}
 

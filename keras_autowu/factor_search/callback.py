@@ -118,16 +118,22 @@ class FactorSearch(SchedulerCallback):
 
     def _start_or_resume(self, epoch, iterations):
         scheduler = self.scheduler
-        if epoch == 0:
+        epoch_start = iterations - epoch * scheduler.steps_per_epoch
+        saved = self._record.run_start()
+        # The probes' run goes on when the restored step lies in the epoch Keras resumes
+        # (BackupAndRestore's backup at its start or within it, the first epoch's
+        # included; fit(initial_epoch=...)): replay them. A fit from epoch 0 at the run's
+        # start, or after a fit of the run ended in this process, starts a new run.
+        replay = (
+            saved != probe_record.NO_RUN
+            and 0 <= epoch_start - saved < scheduler.steps_per_epoch
+            and (epoch > 0 or (iterations > saved and not run_state.fit_ended_here(self.model.optimizer, self.name, saved)))
+        )
+        if epoch == 0 and not replay:
             self._run_start = iterations
             scheduler.reset()
             self._record.start_run(iterations, scheduler.learning_rate)
-        else:  # BackupAndRestore or fit(initial_epoch=...)
-            epoch_start = iterations - epoch * scheduler.steps_per_epoch
-            saved = self._record.run_start()
-            # The probes' run goes on when the restored step lies in the epoch Keras
-            # resumes (a backup at its start, or within it): replay them.
-            replay = saved != probe_record.NO_RUN and 0 <= epoch_start - saved < scheduler.steps_per_epoch
+        else:
             self._run_start = saved if replay else epoch_start
             step = iterations - self._run_start
             if replay:
@@ -197,6 +203,8 @@ class FactorSearch(SchedulerCallback):
         # A probe requested too late to run (at the run's last step) is dropped.
         self._pending = None
         step_hook.uninstall(self.model)
+        if self._run_start is not None:
+            run_state.fit_ended(self.model.optimizer, self.name, self._run_start)
         self._weights = None
 
     def _own_variables(self):

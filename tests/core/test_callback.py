@@ -129,3 +129,28 @@ def test_a_sequential_built_by_its_first_batch_trains():
     autowu = keras_autowu.AutoWU(verbose=0)
     fit(model, [autowu], epochs=4)
     assert autowu.scheduler.steps_done == 32
+
+
+@pytest.mark.skipif(not IS_KERAS_3, reason="tf_keras's BackupAndRestore has no double_checkpoint, and needs none")
+@pytest.mark.parametrize("scheduler", [
+    lambda: keras_autowu.AutoWU(verbose=0),
+    lambda: keras_autowu.FactorSearch(verbose=0),
+    lambda: keras_autowu.AutoLRS(min_lr=1e-3, max_lr=0.1, tau=10, explored=3, verbose=0),
+])
+def test_backup_and_restore_keeps_the_backup_before_and_says_so(tmp_path, scheduler):
+    """A kill while BackupAndRestore writes leaves a backup the restart cannot open; with
+    double_checkpoint=True, Keras 3 goes back to the one before (tests/core/test_sigkill.py
+    kills a process there). The schedulers turn it on when it is off, and say so."""
+    scheduler = scheduler()
+    plain = keras.callbacks.BackupAndRestore(str(tmp_path / "plain"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiny_classifier().fit(X, Y, batch_size=32, epochs=2, callbacks=[plain, scheduler], verbose=0)
+    said = [str(w.message) for w in caught if "double_checkpoint" in str(w.message)]
+    assert plain.double_checkpoint is True
+    assert len(said) == 1 and said[0].startswith(f"{scheduler.name}: turned on BackupAndRestore's double_checkpoint")
+    own = keras.callbacks.BackupAndRestore(str(tmp_path / "own"), double_checkpoint=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiny_classifier().fit(X, Y, batch_size=32, epochs=2, callbacks=[own, scheduler], verbose=0)
+    assert not [w for w in caught if "double_checkpoint" in str(w.message)]

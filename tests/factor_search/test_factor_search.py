@@ -257,6 +257,52 @@ def test_backup_and_restore_resumes_with_the_same_learning_rates(tmp_path):
     )
 
 
+class LearningRateTrace(keras.callbacks.Callback):
+    """{optimizer step: its learning rate}, and stops the fit after step `stop_after`."""
+
+    def __init__(self, stop_after=None):
+        super().__init__()
+        self.rates, self.stop_after = {}, stop_after
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy()) - 1
+        self.rates[step] = learning_rate_value(self.model.optimizer)
+        if step == self.stop_after:
+            self.model.stop_training = True
+
+
+def first_change(rates):
+    """The first optimizer step whose learning rate is not the run's first."""
+    return next(step for step in sorted(rates) if rates[step] != pytest.approx(rates[min(rates)], rel=1e-6))
+
+
+def test_a_backup_within_the_first_epoch_goes_on_with_its_run(tmp_path):
+    """BackupAndRestore every 2 batches, preempted at step 5: the resume starts at step 4
+    of the first epoch, and the probes' run goes on from step 0 (before, it began a new
+    run at step 4, so each update came 4 steps late)."""
+    reference, _, _ = fit_with_factor_search(initial_learning_rate=0.02)
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"), save_freq=2)
+    with pytest.raises(Preempted):
+        fit_with_factor_search(callbacks=[backup, PreemptAt(5)], initial_learning_rate=0.02)
+    trace = LearningRateTrace()
+    resumed, _, _ = fit_with_factor_search(callbacks=[backup, trace], initial_learning_rate=0.02)
+    assert min(trace.rates) == 4
+    # The first update's probe at step 8, its result applied from step 10.
+    assert first_change(trace.rates) == STEPS_PER_EPOCH + 2
+    assert [u.step for u in resumed.scheduler.updates] == [u.step for u in reference.scheduler.updates]
+
+
+def test_a_new_fit_after_one_stopped_in_its_first_epoch_starts_a_new_run():
+    """A fit stopped after step 3 (a callback's stop_training), then a new fit of the same
+    model: the optimizer holds the first run's probes, 4 steps in, as after a backup
+    within the first epoch, but that run's fit ended here, so a new run starts at step 4."""
+    search, model, _ = fit_with_factor_search(callbacks=[LearningRateTrace(stop_after=3)], initial_learning_rate=0.02)
+    assert int(model.optimizer.iterations.numpy()) == 4 and not search.scheduler.updates
+    trace = LearningRateTrace()
+    fit_with_factor_search(model=model, callbacks=[trace], initial_learning_rate=0.02)
+    assert first_change(trace.rates) == 4 + STEPS_PER_EPOCH + 2
+
+
 def test_a_checkpoint_without_the_probes_goes_on_from_the_optimizer_s_learning_rate():
     """fit(initial_epoch=...) on an optimizer that never held a record (weights loaded
     from elsewhere): no history to replay, the optimizer's learning rate goes on."""

@@ -1,13 +1,15 @@
-"""AutoWU through a real preemption: a training process killed with SIGKILL, and a
-fresh process that resumes it from keras.callbacks.BackupAndRestore (every 7 steps).
+"""The three schedulers through a real preemption: a training process killed with
+SIGKILL (or SIGTERM), and a fresh process that resumes it from
+keras.callbacks.BackupAndRestore (every 7 steps, or at epoch ends).
 
-Keras (3 and tf_keras) replays a cut epoch from its first batch while the optimizer's
-step goes on, so after a resume the run sees other batches at its steps than the
-uninterrupted run did, and its later decisions follow its own losses. What must hold
-at any moment of the kill: the resumed process finishes; up to the backup it resumes
-from, every step had the uninterrupted run's learning rate; from there on every step
-has the learning rate AutoWU's controller gives for the resumed run's own losses; and a
-kill after the switch changes no learning rate at all.
+Keras (3 and tf_keras) feeds a cut epoch's data from its first batch again while the
+optimizer's step goes on, so after a resume the run sees other batches at its steps
+than the uninterrupted run did, and its later decisions follow its own losses. What
+must hold at any moment of the kill: the resumed process finishes; up to the backup it
+resumes from, every step had the uninterrupted run's learning rate; from there on every
+step has the learning rate the scheduler's controller gives for the resumed run (for
+AutoWU, its own losses), and for AutoWU a kill after the switch changes no learning
+rate at all.
 """
 
 import json
@@ -50,11 +52,12 @@ def uninterrupted(tmp_path_factory):
     return dict(read_trace(folder / "trace")), run
 
 
-def killed_and_resumed(tmp_path, *kill, scheduler="autowu", by_fit_step=False, dies_of=signal.SIGKILL):
-    returncode, stderr = run_fit(tmp_path / "backup", tmp_path / "trace", "--scheduler", scheduler, *kill)
+def killed_and_resumed(tmp_path, *kill, scheduler="autowu", by_fit_step=False, dies_of=signal.SIGKILL, backup=()):
+    """`backup`: sigkill_fit.py's options of the backup, for both processes."""
+    returncode, stderr = run_fit(tmp_path / "backup", tmp_path / "trace", "--scheduler", scheduler, *backup, *kill)
     assert returncode == -dies_of, stderr
     killed_steps = len(read_trace(tmp_path / "trace"))
-    returncode, stderr = run_fit(tmp_path / "backup", tmp_path / "trace", "--scheduler", scheduler)
+    returncode, stderr = run_fit(tmp_path / "backup", tmp_path / "trace", "--scheduler", scheduler, *backup)
     assert returncode == 0, stderr
     trace = read_trace(tmp_path / "trace", by_fit_step)
     with open(tmp_path / "trace.json") as f:
@@ -120,12 +123,17 @@ def test_killed_as_a_rescue_rolls_back(tmp_path, uninterrupted, after_rescue):
     assert all(lr == reference[step] for step, lr in after if step in reference)
 
 
-def test_killed_while_the_backup_is_written(tmp_path, uninterrupted):
-    """Half a backup on disk. Keras 3 (with double_checkpoint=True) resumes from the
-    backup before it; so does tf_keras, whose checkpoint manager had not recorded the
-    cut one."""
+@pytest.mark.parametrize("backup", ["recipe", "plain"])
+def test_killed_while_the_backup_is_written(tmp_path, uninterrupted, backup):
+    """Half a backup on disk. Keras 3 resumes from the backup before it, with
+    double_checkpoint=True as the docs say, or without it (plain), as AutoWU turns it on
+    (before, the restart failed: OSError, truncated file); so does tf_keras, whose
+    checkpoint manager had not recorded the cut one."""
+    if backup == "plain" and not IS_KERAS_3:
+        pytest.skip("tf_keras's BackupAndRestore has no double_checkpoint")
     reference, run = uninterrupted
-    before, after, resumed = killed_and_resumed(tmp_path, "--kill-in-backup", 5)
+    options = ["--plain-backup"] if backup == "plain" else []
+    before, after, resumed = killed_and_resumed(tmp_path, "--kill-in-backup", 5, backup=options)
     # BackupAndRestore saves before the trace's callback runs: the cut save is that of
     # the step after the last traced; the resume starts after the save before it.
     cut_save_step = before[-1][0] + 1
@@ -157,7 +165,7 @@ def test_factor_search_killed_during_an_update(tmp_path):
 def test_factor_search_killed_within_an_epoch(tmp_path):
     """Backups every 7 batches, killed after step 70, 12 steps into the third epoch: the
     resume starts at step 70 (the backup after 70 batches). Keras 3 replays the epoch
-    from its first batch, tf_keras goes on at its 13th; either way the run's steps go on
+    from its first batch, tf_keras counts on from its 13th; either way the run's steps go on
     from the optimizer's, so the updates stay at each 29th step of the run, and every step
     before the next one has the uninterrupted run's learning rate."""
     folder = tmp_path / "uninterrupted"
@@ -200,7 +208,7 @@ def test_autolrs_killed_inside_a_stage(tmp_path):
 def test_autolrs_killed_within_an_epoch(tmp_path):
     """Backups every 7 batches, killed at fit step 60: the last backup is after 56
     batches, 27 into the second epoch. Keras 3 replays that epoch from its first batch
-    (fit step 29), tf_keras goes on at fit step 56. The resumed run starts a new stage
+    (fit step 29), tf_keras counts on from fit step 56. The resumed run starts a new stage
     where the fit resumes (tf_keras: it took the epoch's first step for it), and every
     step after has its segments' learning rate."""
     folder = tmp_path / "uninterrupted"
@@ -213,6 +221,50 @@ def test_autolrs_killed_within_an_epoch(tmp_path):
     start = after[0][0]
     assert start == (29 if IS_KERAS_3 else 56)
     assert resumed["first_step"] == resumed["stages"][0]
+    rate_of = {step: lr for _, begin, end, lr in resumed["segments"] for step in range(begin, end)}
+    assert [lr for _, lr in after] == pytest.approx([rate_of[step] for step, _ in after], rel=1e-6)
+    assert after[-1][0] == 289
+
+
+def test_factor_search_killed_while_the_backup_is_written(tmp_path):
+    """Half of the 5th backup (35 batches) on disk: the resume starts from the 4th, 28
+    batches into the first epoch (Keras 3 replays that epoch from its first batch;
+    tf_keras counts on from its 29th, with the epoch's first batch of data). The probes' run goes on from the saved probes: the
+    updates stay at each 29th step, the last one (261) included, and every step has its
+    run's learning rate (failed before: the first epoch's resume started a new run at
+    step 28, two steps of LR 0.05 where the run had 0.041, and tf_keras lost step 261)."""
+    folder = tmp_path / "uninterrupted"
+    folder.mkdir()
+    assert run_fit(folder / "backup", folder / "trace", "--scheduler", "factor_search")[0] == 0
+    reference = dict(read_trace(folder / "trace"))
+    before, after, resumed = killed_and_resumed(tmp_path, "--kill-in-backup", 5, scheduler="factor_search")
+    assert all(lr == reference[step] for step, lr in before)
+    assert before[-1][0] == 33 and after[0][0] == 28
+    # Up to the first update after the resume (applied 2 steps after its step): its probe
+    # at step 29 sees other weights or data than the uninterrupted run's, as both Kerases
+    # feed the resumed epoch from its first batch, so from there on the run is its own.
+    assert all(lr == pytest.approx(reference[step], rel=1e-6) for step, lr in after if step < 29 + 2)
+    assert resumed["updates"] == list(range(29, 290, 29))
+    rates = resumed["learning_rates"]
+    assert [lr for _, lr in after] == pytest.approx([rates[min(max(step - 2, 0), len(rates) - 1)] for step, _ in after], rel=1e-6)
+
+
+def test_autolrs_killed_while_the_backup_is_written(tmp_path):
+    """Half of the 9th backup (63 batches) on disk: the resume starts from the 8th, 56
+    batches in, 27 into the second epoch (Keras 3 replays it from fit step 29, tf_keras
+    counts on from 56). The resumed run starts a new stage there, and every step has its
+    segments' learning rate to the fit's end."""
+    folder = tmp_path / "uninterrupted"
+    folder.mkdir()
+    assert run_fit(folder / "backup", folder / "trace", "--scheduler", "autolrs")[0] == 0
+    reference = dict(read_trace(folder / "trace", by_fit_step=True))
+    before, after, resumed = killed_and_resumed(tmp_path, "--kill-in-backup", 9, scheduler="autolrs", by_fit_step=True)
+    before = read_trace(tmp_path / "trace", by_fit_step=True)[: len(before)]
+    assert all(lr == reference[step] for step, lr in before)
+    assert before[-1][0] == 61
+    start = after[0][0]
+    assert start == (29 if IS_KERAS_3 else 56)
+    assert resumed["first_step"] == start == resumed["stages"][0]
     rate_of = {step: lr for _, begin, end, lr in resumed["segments"] for step in range(begin, end)}
     assert [lr for _, lr in after] == pytest.approx([rate_of[step] for step, _ in after], rel=1e-6)
     assert after[-1][0] == 289
