@@ -3,7 +3,7 @@ with SIGKILL at a chosen moment, as a preempted machine's process dies.
 
 `sigkill_fit.py BACKUP_DIR TRACE [--scheduler autowu|factor_search|autolrs]
 [--kill-after-step N] [--kill-after-fit-step N] [--kill-in-backup N] [--signal TERM]
-[--plain-backup]`
+[--kill-after-backup-weights N] [--plain-backup]`
 
 Each step's learning rate is appended to TRACE ("optimizer step, learning rate, fit
 step" per line) with an unbuffered write, so the lines survive the kill.
@@ -11,7 +11,9 @@ step" per line) with an unbuffered write, so the lines survive the kill.
 at the end of the fit's N-th batch; `--kill-in-backup N` dies in the middle of
 BackupAndRestore's N-th save: on Keras 3 after half of the weights file is written; on
 tf_keras, whose backup is a TensorFlow checkpoint, after half of the new checkpoint's
-data is written and before its manager records it.
+data is written and before its manager records it. `--kill-after-backup-weights N`
+(Keras 3) dies after the N-th save's weights file is written and before the epoch it
+writes beside it.
 """
 
 import argparse
@@ -90,8 +92,10 @@ class TraceAndKill(keras.callbacks.Callback):
             kill()
 
 
-def torn_saves(model, in_save):
-    """model.save_weights that, at its `in_save`-th call, writes half the file and dies."""
+def torn_saves(model, in_save, whole=False):
+    """model.save_weights that, at its `in_save`-th call, writes half the file and dies;
+    with `whole`, writes all of it and dies (before BackupAndRestore writes the backup's
+    epoch beside it)."""
     original = model.save_weights
     calls = [0]
 
@@ -99,9 +103,12 @@ def torn_saves(model, in_save):
         calls[0] += 1
         if calls[0] != in_save:
             return original(filepath, *args, **kwargs)
-        whole = f"{filepath}.whole.weights.h5"
-        original(whole, *args, **kwargs)
-        with open(whole, "rb") as f:
+        if whole:
+            original(filepath, *args, **kwargs)
+            kill()
+        complete = f"{filepath}.whole.weights.h5"
+        original(complete, *args, **kwargs)
+        with open(complete, "rb") as f:
             data = f.read()
         with open(filepath, "wb") as f:
             f.write(data[: len(data) // 2])
@@ -140,6 +147,7 @@ def main():
     parser.add_argument("--kill-after-step", type=int, default=-1)
     parser.add_argument("--kill-after-fit-step", type=int, default=-1)
     parser.add_argument("--kill-in-backup", type=int, default=0)
+    parser.add_argument("--kill-after-backup-weights", type=int, default=0, help="Keras 3: dies between the N-th backup's weights and its epoch")
     parser.add_argument("--scheduler", default="autowu", choices=sorted(SCHEDULERS))
     parser.add_argument("--save-freq", default=str(SAVE_FREQ), help="BackupAndRestore's: a number of batches, or epoch")
     parser.add_argument("--signal", default="KILL", choices=["KILL", "TERM"], help="what the process dies of")
@@ -156,6 +164,8 @@ def main():
             torn_saves(model, args.kill_in_backup)
         else:
             torn_checkpoints(args.kill_in_backup)
+    if args.kill_after_backup_weights:
+        torn_saves(model, args.kill_after_backup_weights, whole=True)
     save_freq = args.save_freq if args.save_freq == "epoch" else int(args.save_freq)
     backup_options = dict(save_freq=save_freq)
     if IS_KERAS_3 and not args.plain_backup:

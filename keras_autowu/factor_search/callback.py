@@ -120,14 +120,16 @@ class FactorSearch(SchedulerCallback):
         scheduler = self.scheduler
         epoch_start = iterations - epoch * scheduler.steps_per_epoch
         saved = self._record.run_start()
-        # The probes' run goes on when the restored step lies in the epoch Keras resumes
-        # (BackupAndRestore's backup at its start or within it, the first epoch's
-        # included; fit(initial_epoch=...)): replay them. A fit from epoch 0 at the run's
-        # start, or after a fit of the run ended in this process, starts a new run.
+        # An unfinished run in the optimizer goes on, its probes replayed: after
+        # BackupAndRestore (whatever epoch Keras resumes at: a kill between a backup's
+        # weights and its epoch leaves an older epoch beside newer weights) or
+        # fit(initial_epoch=...), as AutoWU's does. A fit from epoch 0 starts a new run
+        # at the run's start, or after a fit of the run ended in this process.
+        steps_done = iterations - saved
         replay = (
             saved != probe_record.NO_RUN
-            and 0 <= epoch_start - saved < scheduler.steps_per_epoch
-            and (epoch > 0 or (iterations > saved and not run_state.fit_ended_here(self.model.optimizer, self.name, saved)))
+            and 0 <= steps_done < scheduler.total_steps
+            and (epoch > 0 or (steps_done > 0 and not run_state.fit_ended_here(self.model.optimizer, self.name, saved)))
         )
         if epoch == 0 and not replay:
             self._run_start = iterations

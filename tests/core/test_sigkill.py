@@ -65,13 +65,14 @@ def killed_and_resumed(tmp_path, *kill, scheduler="autowu", by_fit_step=False, d
     return trace[:killed_steps], trace[killed_steps:], run
 
 
-def assert_resumed_consistently(before, after, run, reference):
+def assert_resumed_consistently(before, after, run, reference, untraced=0):
     """Before the kill: the uninterrupted run's learning rates. After: those of the
     controller replaying the resumed run's own losses, the replayed batches past the
-    run's end at 0."""
+    run's end at 0. `untraced`: the steps that ran after the last traced (a kill in
+    BackupAndRestore's batch end comes before the trace's)."""
     assert all(lr == reference[step] for step, lr in before)
     resumed_from = after[0][0]
-    assert 0 < resumed_from <= before[-1][0] + 1
+    assert 0 < resumed_from <= before[-1][0] + 1 + untraced
     assert after[0][1] == reference[resumed_from]
     replay = keras_autowu.AutoWUScheduler(run["steps_per_epoch"], run["epochs"],
                                           velocity_momentum=run["velocity_momentum"], verbose=0)
@@ -139,6 +140,36 @@ def test_killed_while_the_backup_is_written(tmp_path, uninterrupted, backup):
     cut_save_step = before[-1][0] + 1
     assert after[0][0] == cut_save_step + 1 - 7
     assert_resumed_consistently(before, after, resumed, reference)
+
+
+@pytest.mark.skipif(not IS_KERAS_3, reason="tf_keras keeps the backup's epoch in its checkpoint, written at once")
+def test_killed_between_the_backup_s_weights_and_its_epoch(tmp_path, uninterrupted):
+    """Keras 3 writes a backup's weights, then its epoch in a file beside them. Killed in
+    between (the 5th backup, 35 batches in, the second epoch's 6th), the restart loads
+    the new weights (optimizer step 35) with the old epoch (0), and replays the first
+    epoch: AutoWU goes on from step 35."""
+    reference, run = uninterrupted
+    before, after, resumed = killed_and_resumed(tmp_path, "--kill-after-backup-weights", 5)
+    assert before[-1][0] == 33 and after[0][0] == 35
+    assert_resumed_consistently(before, after, resumed, reference, untraced=1)
+
+
+@pytest.mark.skipif(not IS_KERAS_3, reason="tf_keras keeps the backup's epoch in its checkpoint, written at once")
+def test_factor_search_killed_between_the_backup_s_weights_and_its_epoch(tmp_path):
+    """As above, for factor search: the run in the optimizer is unfinished, so it goes on
+    with its probes replayed, though the restored epoch (0) is not the one its step lies
+    in (failed before: a new run at step 35, back at the initial learning rate)."""
+    folder = tmp_path / "uninterrupted"
+    folder.mkdir()
+    assert run_fit(folder / "backup", folder / "trace", "--scheduler", "factor_search")[0] == 0
+    reference = dict(read_trace(folder / "trace"))
+    before, after, resumed = killed_and_resumed(tmp_path, "--kill-after-backup-weights", 5, scheduler="factor_search")
+    assert all(lr == reference[step] for step, lr in before)
+    assert before[-1][0] == 33 and after[0][0] == 35
+    assert all(lr == pytest.approx(reference[step], rel=1e-6) for step, lr in after if step < 58 + 2)
+    assert resumed["updates"] == list(range(29, 290, 29))
+    rates = resumed["learning_rates"]
+    assert [lr for _, lr in after] == pytest.approx([rates[min(max(step - 2, 0), len(rates) - 1)] for step, _ in after], rel=1e-6)
 
 
 def test_factor_search_killed_during_an_update(tmp_path):
