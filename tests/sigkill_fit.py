@@ -3,7 +3,7 @@ with SIGKILL at a chosen moment, as a preempted machine's process dies.
 
 `sigkill_fit.py BACKUP_DIR TRACE [--scheduler autowu|factor_search|autolrs]
 [--kill-after-step N] [--kill-after-fit-step N] [--kill-in-backup N] [--signal TERM]
-[--kill-after-backup-weights N] [--plain-backup]`
+[--kill-after-backup-weights N] [--kill-in-backup-epoch N] [--plain-backup]`
 
 Each step's learning rate is appended to TRACE ("optimizer step, learning rate, fit
 step" per line) with an unbuffered write, so the lines survive the kill.
@@ -13,7 +13,8 @@ BackupAndRestore's N-th save: on Keras 3 after half of the weights file is writt
 tf_keras, whose backup is a TensorFlow checkpoint, after half of the new checkpoint's
 data is written and before its manager records it. `--kill-after-backup-weights N`
 (Keras 3) dies after the N-th save's weights file is written and before the epoch it
-writes beside it.
+writes beside it; `--kill-in-backup-epoch N` (Keras 3) as the epoch's file is opened,
+empty.
 """
 
 import argparse
@@ -92,10 +93,11 @@ class TraceAndKill(keras.callbacks.Callback):
             kill()
 
 
-def torn_saves(model, in_save, whole=False):
-    """model.save_weights that, at its `in_save`-th call, writes half the file and dies;
-    with `whole`, writes all of it and dies (before BackupAndRestore writes the backup's
-    epoch beside it)."""
+def torn_saves(model, in_save, cut="weights"):
+    """model.save_weights that, at its `in_save`-th call, writes half the file and dies.
+    With `cut="before epoch"` it writes all of it and dies (before BackupAndRestore
+    writes the backup's epoch beside it); with `cut="epoch"` it then also empties the
+    epoch's file, as opening it to write does, and dies."""
     original = model.save_weights
     calls = [0]
 
@@ -103,8 +105,10 @@ def torn_saves(model, in_save, whole=False):
         calls[0] += 1
         if calls[0] != in_save:
             return original(filepath, *args, **kwargs)
-        if whole:
+        if cut != "weights":
             original(filepath, *args, **kwargs)
+            if cut == "epoch":
+                open(os.path.join(os.path.dirname(filepath), "training_metadata.json"), "w").close()
             kill()
         complete = f"{filepath}.whole.weights.h5"
         original(complete, *args, **kwargs)
@@ -148,6 +152,7 @@ def main():
     parser.add_argument("--kill-after-fit-step", type=int, default=-1)
     parser.add_argument("--kill-in-backup", type=int, default=0)
     parser.add_argument("--kill-after-backup-weights", type=int, default=0, help="Keras 3: dies between the N-th backup's weights and its epoch")
+    parser.add_argument("--kill-in-backup-epoch", type=int, default=0, help="Keras 3: dies with the N-th backup's epoch file opened, empty")
     parser.add_argument("--scheduler", default="autowu", choices=sorted(SCHEDULERS))
     parser.add_argument("--save-freq", default=str(SAVE_FREQ), help="BackupAndRestore's: a number of batches, or epoch")
     parser.add_argument("--signal", default="KILL", choices=["KILL", "TERM"], help="what the process dies of")
@@ -165,7 +170,9 @@ def main():
         else:
             torn_checkpoints(args.kill_in_backup)
     if args.kill_after_backup_weights:
-        torn_saves(model, args.kill_after_backup_weights, whole=True)
+        torn_saves(model, args.kill_after_backup_weights, cut="before epoch")
+    if args.kill_in_backup_epoch:
+        torn_saves(model, args.kill_in_backup_epoch, cut="epoch")
     save_freq = args.save_freq if args.save_freq == "epoch" else int(args.save_freq)
     backup_options = dict(save_freq=save_freq)
     if IS_KERAS_3 and not args.plain_backup:

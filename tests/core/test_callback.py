@@ -1,6 +1,7 @@
 """AutoWU among the other callbacks, fits and models a Keras user brings."""
 
 import csv
+import json
 import warnings
 
 import numpy as np
@@ -154,3 +155,27 @@ def test_backup_and_restore_keeps_the_backup_before_and_says_so(tmp_path, schedu
         warnings.simplefilter("always")
         tiny_classifier().fit(X, Y, batch_size=32, epochs=2, callbacks=[own, scheduler], verbose=0)
     assert not [w for w in caught if "double_checkpoint" in str(w.message)]
+
+
+@pytest.mark.skipif(not IS_KERAS_3, reason="tf_keras keeps the backup's epoch in its checkpoint")
+@pytest.mark.parametrize("before", [None, {"epoch": 1, "batch": 3}])
+def test_a_backup_s_cut_epoch_file_is_repaired_and_said(tmp_path, before):
+    """A kill between opening BackupAndRestore's epoch file and writing it leaves it
+    empty, and Keras's restart fails on it (JSONDecodeError). The scheduler puts back
+    the copy of the one before (the fit then resumes at its epoch, 1), or removes it
+    (the fit begins at epoch 0), and says which."""
+    folder = tmp_path / "backup"
+    folder.mkdir()
+    (folder / "training_metadata.json").write_text("")
+    if before is not None:
+        (folder / "training_metadata.json.bkp").write_text(json.dumps(before))
+    backup = keras.callbacks.BackupAndRestore(str(folder), delete_checkpoint=False)
+    history, said = fit(tiny_classifier(), [backup, keras_autowu.AutoWU(verbose=0)], epochs=2)
+    assert len(history.epoch) == (2 if before is None else 1)
+    done = "removed it: the fit begins again at epoch 0" if before is None else "put back the one before it"
+    assert [text for text in said if "epoch file" in text and done in text]
+    with warnings.catch_warnings(record=True) as caught:  # the next fit finds it whole
+        warnings.simplefilter("always")
+        backup_again = keras.callbacks.BackupAndRestore(str(folder), delete_checkpoint=False)
+        tiny_classifier().fit(X, Y, batch_size=32, epochs=2, callbacks=[backup_again, keras_autowu.AutoWU(verbose=0)], verbose=0)
+    assert not [w for w in caught if "epoch file" in str(w.message)]

@@ -143,13 +143,16 @@ def test_killed_while_the_backup_is_written(tmp_path, uninterrupted, backup):
 
 
 @pytest.mark.skipif(not IS_KERAS_3, reason="tf_keras keeps the backup's epoch in its checkpoint, written at once")
-def test_killed_between_the_backup_s_weights_and_its_epoch(tmp_path, uninterrupted):
+@pytest.mark.parametrize("kill", ["--kill-after-backup-weights", "--kill-in-backup-epoch"])
+def test_killed_between_the_backup_s_weights_and_its_epoch(tmp_path, uninterrupted, kill):
     """Keras 3 writes a backup's weights, then its epoch in a file beside them. Killed in
     between (the 5th backup, 35 batches in, the second epoch's 6th), the restart loads
     the new weights (optimizer step 35) with the old epoch (0), and replays the first
-    epoch: AutoWU goes on from step 35."""
+    epoch: AutoWU goes on from step 35. Killed as the epoch's file is opened, it is
+    empty: AutoWU puts back the one before (failed before: JSONDecodeError), and the
+    same holds."""
     reference, run = uninterrupted
-    before, after, resumed = killed_and_resumed(tmp_path, "--kill-after-backup-weights", 5)
+    before, after, resumed = killed_and_resumed(tmp_path, kill, 5)
     assert before[-1][0] == 33 and after[0][0] == 35
     assert_resumed_consistently(before, after, resumed, reference, untraced=1)
 
