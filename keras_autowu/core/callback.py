@@ -9,9 +9,9 @@ requests it returns. This base class holds what is the same for the three:
   ValueError, and the scheduler moves first in the fit's callbacks, so that loggers
   (CSVLogger, TensorBoard) find the learning rate it writes into the epoch's logs;
 - the run's length, from `fit` unless given;
-- a Keras 3 BackupAndRestore keeps the backup before its last, and a cut epoch file
-  of its is repaired (`backup`), so that a kill during a backup's write does not lose
-  the run;
+- a Keras 3 BackupAndRestore keeps the backup before its last, and what a kill left
+  cut of its backup is repaired (`backup`), so that a kill during a backup's write
+  does not lose the run;
 - the requests: each kind goes to the subclass's method of its name;
 - the learning rates: the table that the step hook (`step_hook`) reads each step's
   learning rate from, written from the controller's `learning_rates`;
@@ -61,7 +61,7 @@ class SchedulerCallback(keras.callbacks.Callback):
             self._check_other_callbacks(callback_list)
             self._claim_learning_rate(callback_list)
             backup.keep_the_backup_before(callback_list.callbacks, self._warn)
-            backup.repair_a_cut_epoch_file(callback_list.callbacks, self._warn)
+            backup.repair_a_cut_backup(callback_list.callbacks, self._warn)
 
     def _attach(self, params):
         """Adds what the optimizer must hold before BackupAndRestore restores."""

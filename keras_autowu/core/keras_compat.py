@@ -135,13 +135,16 @@ def calling_callback_list(depth=2):
     return owner if isinstance(owner, keras.callbacks.CallbackList) else None
 
 
-def backup_epoch_files(callback):
-    """Keras 3's BackupAndRestore: the JSON file it writes each backup's epoch into, and
-    double_checkpoint's copy of the one before (`_training_metadata_path`,
-    `_prev_training_metadata_path`, private: keras/src/callbacks/backup_and_restore.py),
-    or None where it keeps none (tf_keras keeps the epoch in its checkpoint)."""
-    paths = (getattr(callback, "_training_metadata_path", None), getattr(callback, "_prev_training_metadata_path", None))
-    return paths if all(isinstance(path, str) for path in paths) else None
+def backup_files(callback):
+    """Keras 3's BackupAndRestore: its files as {"weights", "epoch"} (the epoch in JSON),
+    each with double_checkpoint's copy of the one before ("weights before", "epoch
+    before"); private attributes (`_weights_path`, `_training_metadata_path` and their
+    `_prev_`: keras/src/callbacks/backup_and_restore.py). None where it keeps none
+    (tf_keras keeps the epoch in its checkpoint)."""
+    names = {"weights": "_weights_path", "weights before": "_prev_weights_path",
+             "epoch": "_training_metadata_path", "epoch before": "_prev_training_metadata_path"}
+    paths = {key: getattr(callback, name, None) for key, name in names.items()}
+    return paths if all(isinstance(path, str) for path in paths.values()) else None
 
 
 _PATCHED_ATTRIBUTE = "_keras_autowu_patched_methods"

@@ -179,3 +179,20 @@ def test_a_backup_s_cut_epoch_file_is_repaired_and_said(tmp_path, before):
         backup_again = keras.callbacks.BackupAndRestore(str(folder), delete_checkpoint=False)
         tiny_classifier().fit(X, Y, batch_size=32, epochs=2, callbacks=[backup_again, keras_autowu.AutoWU(verbose=0)], verbose=0)
     assert not [w for w in caught if "epoch file" in str(w.message)]
+
+
+@pytest.mark.skipif(not IS_KERAS_3, reason="tf_keras's backup is a checkpoint its manager records once written")
+def test_a_cut_first_backup_is_removed_and_said(tmp_path):
+    """Half of BackupAndRestore's first weights file, and no backup before it: Keras's
+    restart fails on it (OSError). The scheduler removes it, the fit begins at epoch 0,
+    and it says so."""
+    folder = tmp_path / "backup"
+    folder.mkdir()
+    model = tiny_classifier()
+    model.save_weights(str(folder / "whole.weights.h5"))
+    data = (folder / "whole.weights.h5").read_bytes()
+    (folder / "latest.weights.h5").write_bytes(data[: len(data) // 2])
+    backup = keras.callbacks.BackupAndRestore(str(folder), delete_checkpoint=False)
+    history, said = fit(model, [backup, keras_autowu.AutoWU(verbose=0)], epochs=2)
+    assert len(history.epoch) == 2
+    assert [text for text in said if "first backup" in text and "removed it" in text]

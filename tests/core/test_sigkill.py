@@ -142,6 +142,17 @@ def test_killed_while_the_backup_is_written(tmp_path, uninterrupted, backup):
     assert_resumed_consistently(before, after, resumed, reference)
 
 
+def test_killed_while_the_first_backup_is_written(tmp_path, uninterrupted):
+    """Half of the first backup on disk, none before it: the restart begins the fit
+    again, the same run as the uninterrupted one (failed before on Keras 3: OSError,
+    truncated file, as double_checkpoint has no backup before the first to go back to)."""
+    reference, run = uninterrupted
+    before, after, resumed = killed_and_resumed(tmp_path, "--kill-in-backup", 1)
+    assert before[-1][0] == 5 and after[0][0] == 0
+    assert after == [(step, reference[step]) for step, _ in after]
+    assert resumed["switch"] == run["switch"]
+
+
 @pytest.mark.skipif(not IS_KERAS_3, reason="tf_keras keeps the backup's epoch in its checkpoint, written at once")
 @pytest.mark.parametrize("kill", ["--kill-after-backup-weights", "--kill-in-backup-epoch"])
 def test_killed_between_the_backup_s_weights_and_its_epoch(tmp_path, uninterrupted, kill):
