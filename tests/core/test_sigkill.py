@@ -52,6 +52,24 @@ def uninterrupted(tmp_path_factory):
     return dict(read_trace(folder / "trace")), run
 
 
+@pytest.fixture(scope="module")
+def reference_of(tmp_path_factory):
+    """The uninterrupted run's {step: learning rate} for a scheduler and sigkill_fit.py's
+    options (by the fit's step with `by_fit_step`), each run once per module."""
+    runs = {}
+
+    def reference(scheduler, *options, by_fit_step=False):
+        key = (scheduler, options, by_fit_step)
+        if key not in runs:
+            folder = tmp_path_factory.mktemp("uninterrupted")
+            returncode, stderr = run_fit(folder / "backup", folder / "trace", "--scheduler", scheduler, *options)
+            assert returncode == 0, stderr
+            runs[key] = dict(read_trace(folder / "trace", by_fit_step))
+        return runs[key]
+
+    return reference
+
+
 def killed_and_resumed(tmp_path, *kill, scheduler="autowu", by_fit_step=False, dies_of=signal.SIGKILL, backup=()):
     """`backup`: sigkill_fit.py's options of the backup, for both processes."""
     returncode, stderr = run_fit(tmp_path / "backup", tmp_path / "trace", "--scheduler", scheduler, *backup, *kill)
@@ -169,14 +187,11 @@ def test_killed_between_the_backup_s_weights_and_its_epoch(tmp_path, uninterrupt
 
 
 @pytest.mark.skipif(not IS_KERAS_3, reason="tf_keras keeps the backup's epoch in its checkpoint, written at once")
-def test_factor_search_killed_between_the_backup_s_weights_and_its_epoch(tmp_path):
+def test_factor_search_killed_between_the_backup_s_weights_and_its_epoch(tmp_path, reference_of):
     """As above, for factor search: the run in the optimizer is unfinished, so it goes on
     with its probes replayed, though the restored epoch (0) is not the one its step lies
     in (failed before: a new run at step 35, back at the initial learning rate)."""
-    folder = tmp_path / "uninterrupted"
-    folder.mkdir()
-    assert run_fit(folder / "backup", folder / "trace", "--scheduler", "factor_search")[0] == 0
-    reference = dict(read_trace(folder / "trace"))
+    reference = reference_of("factor_search")
     before, after, resumed = killed_and_resumed(tmp_path, "--kill-after-backup-weights", 5, scheduler="factor_search")
     assert all(lr == reference[step] for step, lr in before)
     assert before[-1][0] == 33 and after[0][0] == 35
@@ -186,16 +201,13 @@ def test_factor_search_killed_between_the_backup_s_weights_and_its_epoch(tmp_pat
     assert [lr for _, lr in after] == pytest.approx([rates[min(max(step - 2, 0), len(rates) - 1)] for step, _ in after], rel=1e-6)
 
 
-def test_factor_search_killed_during_an_update(tmp_path):
+def test_factor_search_killed_during_an_update(tmp_path, reference_of):
     """Killed between an update's probe request (step 58, the third epoch's first) and
     its result (read at step 60), with a backup at each epoch's end. The resumed run
     replays the probes saved with the backup and probes step 58 again: every step
     before the kill has the uninterrupted run's learning rate, and every step after it
     the one the resumed controller's updates give it, the same as uninterrupted."""
-    folder = tmp_path / "uninterrupted"
-    folder.mkdir()
-    assert run_fit(folder / "backup", folder / "trace", "--scheduler", "factor_search", "--save-freq", "epoch")[0] == 0
-    reference = dict(read_trace(folder / "trace"))
+    reference = reference_of("factor_search", "--save-freq", "epoch")
     before, after, resumed = killed_and_resumed(tmp_path, "--kill-after-step", 59, "--save-freq", "epoch", scheduler="factor_search")
     assert all(lr == reference[step] for step, lr in before)
     assert before[-1][0] == 59 and after[0][0] == 58  # resumed from the backup of epoch 1's end
@@ -207,16 +219,13 @@ def test_factor_search_killed_during_an_update(tmp_path):
     assert resumed["updates"] == list(range(29, 290, 29))
 
 
-def test_factor_search_killed_within_an_epoch(tmp_path):
+def test_factor_search_killed_within_an_epoch(tmp_path, reference_of):
     """Backups every 7 batches, killed after step 70, 12 steps into the third epoch: the
     resume starts at step 70 (the backup after 70 batches). Keras 3 replays the epoch
     from its first batch, tf_keras counts on from its 13th; either way the run's steps go on
     from the optimizer's, so the updates stay at each 29th step of the run, and every step
     before the next one has the uninterrupted run's learning rate."""
-    folder = tmp_path / "uninterrupted"
-    folder.mkdir()
-    assert run_fit(folder / "backup", folder / "trace", "--scheduler", "factor_search")[0] == 0
-    reference = dict(read_trace(folder / "trace"))
+    reference = reference_of("factor_search")
     before, after, resumed = killed_and_resumed(tmp_path, "--kill-after-step", 70, scheduler="factor_search")
     assert all(lr == reference[step] for step, lr in before)
     assert after[0][0] == 70
@@ -226,17 +235,14 @@ def test_factor_search_killed_within_an_epoch(tmp_path):
     assert [lr for _, lr in after] == pytest.approx([rates[min(max(step - 2, 0), len(rates) - 1)] for step, _ in after], rel=1e-6)
 
 
-def test_autolrs_killed_inside_a_stage(tmp_path):
+def test_autolrs_killed_inside_a_stage(tmp_path, reference_of):
     """Killed in stage 1's exploration (fit steps 52-91), at fit step 60, the third
     epoch's third, with a backup at each epoch's end. The in-memory stage checkpoint
     dies with the process: the resumed run starts a new stage at the third epoch's first
     step (58), from the backup's weights, as AutoLRS says it does, and runs to the end
     with every step at its segments' learning rate; before the kill, every step has the
     uninterrupted run's."""
-    folder = tmp_path / "uninterrupted"
-    folder.mkdir()
-    assert run_fit(folder / "backup", folder / "trace", "--scheduler", "autolrs", "--save-freq", "epoch")[0] == 0
-    reference = dict(read_trace(folder / "trace", by_fit_step=True))
+    reference = reference_of("autolrs", "--save-freq", "epoch", by_fit_step=True)
     before, after, resumed = killed_and_resumed(
         tmp_path, "--kill-after-fit-step", 60, "--save-freq", "epoch", scheduler="autolrs", by_fit_step=True
     )
@@ -250,16 +256,13 @@ def test_autolrs_killed_inside_a_stage(tmp_path):
     assert after[-1][0] == 289
 
 
-def test_autolrs_killed_within_an_epoch(tmp_path):
+def test_autolrs_killed_within_an_epoch(tmp_path, reference_of):
     """Backups every 7 batches, killed at fit step 60: the last backup is after 56
     batches, 27 into the second epoch. Keras 3 replays that epoch from its first batch
     (fit step 29), tf_keras counts on from fit step 56. The resumed run starts a new stage
     where the fit resumes (tf_keras: it took the epoch's first step for it), and every
     step after has its segments' learning rate."""
-    folder = tmp_path / "uninterrupted"
-    folder.mkdir()
-    assert run_fit(folder / "backup", folder / "trace", "--scheduler", "autolrs")[0] == 0
-    reference = dict(read_trace(folder / "trace", by_fit_step=True))
+    reference = reference_of("autolrs", by_fit_step=True)
     before, after, resumed = killed_and_resumed(tmp_path, "--kill-after-fit-step", 60, scheduler="autolrs", by_fit_step=True)
     before = read_trace(tmp_path / "trace", by_fit_step=True)[: len(before)]
     assert all(lr == reference[step] for step, lr in before)
@@ -271,17 +274,14 @@ def test_autolrs_killed_within_an_epoch(tmp_path):
     assert after[-1][0] == 289
 
 
-def test_factor_search_killed_while_the_backup_is_written(tmp_path):
+def test_factor_search_killed_while_the_backup_is_written(tmp_path, reference_of):
     """Half of the 5th backup (35 batches) on disk: the resume starts from the 4th, 28
     batches into the first epoch (Keras 3 replays that epoch from its first batch;
     tf_keras counts on from its 29th, with the epoch's first batch of data). The probes' run goes on from the saved probes: the
     updates stay at each 29th step, the last one (261) included, and every step has its
     run's learning rate (failed before: the first epoch's resume started a new run at
     step 28, two steps of LR 0.05 where the run had 0.041, and tf_keras lost step 261)."""
-    folder = tmp_path / "uninterrupted"
-    folder.mkdir()
-    assert run_fit(folder / "backup", folder / "trace", "--scheduler", "factor_search")[0] == 0
-    reference = dict(read_trace(folder / "trace"))
+    reference = reference_of("factor_search")
     before, after, resumed = killed_and_resumed(tmp_path, "--kill-in-backup", 5, scheduler="factor_search")
     assert all(lr == reference[step] for step, lr in before)
     assert before[-1][0] == 33 and after[0][0] == 28
@@ -294,15 +294,12 @@ def test_factor_search_killed_while_the_backup_is_written(tmp_path):
     assert [lr for _, lr in after] == pytest.approx([rates[min(max(step - 2, 0), len(rates) - 1)] for step, _ in after], rel=1e-6)
 
 
-def test_autolrs_killed_while_the_backup_is_written(tmp_path):
+def test_autolrs_killed_while_the_backup_is_written(tmp_path, reference_of):
     """Half of the 9th backup (63 batches) on disk: the resume starts from the 8th, 56
     batches in, 27 into the second epoch (Keras 3 replays it from fit step 29, tf_keras
     counts on from 56). The resumed run starts a new stage there, and every step has its
     segments' learning rate to the fit's end."""
-    folder = tmp_path / "uninterrupted"
-    folder.mkdir()
-    assert run_fit(folder / "backup", folder / "trace", "--scheduler", "autolrs")[0] == 0
-    reference = dict(read_trace(folder / "trace", by_fit_step=True))
+    reference = reference_of("autolrs", by_fit_step=True)
     before, after, resumed = killed_and_resumed(tmp_path, "--kill-in-backup", 9, scheduler="autolrs", by_fit_step=True)
     before = read_trace(tmp_path / "trace", by_fit_step=True)[: len(before)]
     assert all(lr == reference[step] for step, lr in before)
