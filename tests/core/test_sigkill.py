@@ -186,6 +186,16 @@ def test_killed_between_the_backup_s_weights_and_its_epoch(tmp_path, uninterrupt
     assert_resumed_consistently(before, after, resumed, reference, untraced=1)
 
 
+def assert_factor_search_goes_on(after, resumed):
+    """The resumed run keeps an update at every 29th step (each epoch's first, the
+    uninterrupted run's), and every step after the restart has the rate of the resumed
+    controller's updates, which the callback applies two steps after an update's step
+    (its probe's result); the steps Keras replays past the run's end keep its last."""
+    assert resumed["updates"] == list(range(29, 290, 29))
+    rates = resumed["learning_rates"]
+    assert [lr for _, lr in after] == pytest.approx([rates[min(max(step - 2, 0), len(rates) - 1)] for step, _ in after], rel=1e-6)
+
+
 @pytest.mark.skipif(not IS_KERAS_3, reason="tf_keras keeps the backup's epoch in its checkpoint, written at once")
 def test_factor_search_killed_between_the_backup_s_weights_and_its_epoch(tmp_path, reference_of):
     """As above, for factor search: the run in the optimizer is unfinished, so it goes on
@@ -196,9 +206,7 @@ def test_factor_search_killed_between_the_backup_s_weights_and_its_epoch(tmp_pat
     assert all(lr == reference[step] for step, lr in before)
     assert before[-1][0] == 33 and after[0][0] == 35
     assert all(lr == pytest.approx(reference[step], rel=1e-6) for step, lr in after if step < 58 + 2)
-    assert resumed["updates"] == list(range(29, 290, 29))
-    rates = resumed["learning_rates"]
-    assert [lr for _, lr in after] == pytest.approx([rates[min(max(step - 2, 0), len(rates) - 1)] for step, _ in after], rel=1e-6)
+    assert_factor_search_goes_on(after, resumed)
 
 
 def test_factor_search_killed_during_an_update(tmp_path, reference_of):
@@ -212,11 +220,7 @@ def test_factor_search_killed_during_an_update(tmp_path, reference_of):
     assert all(lr == reference[step] for step, lr in before)
     assert before[-1][0] == 59 and after[0][0] == 58  # resumed from the backup of epoch 1's end
     assert all(lr == pytest.approx(reference[step], rel=1e-6) for step, lr in after)
-    # The callback applies an update two steps after its step (the probe's result).
-    rates = resumed["learning_rates"]
-    # Keras replays the cut epoch's batches past the run's end: at its last rate.
-    assert [lr for _, lr in after] == pytest.approx([rates[min(max(step - 2, 0), len(rates) - 1)] for step, _ in after], rel=1e-6)
-    assert resumed["updates"] == list(range(29, 290, 29))
+    assert_factor_search_goes_on(after, resumed)
 
 
 def test_factor_search_killed_within_an_epoch(tmp_path, reference_of):
@@ -230,9 +234,7 @@ def test_factor_search_killed_within_an_epoch(tmp_path, reference_of):
     assert all(lr == reference[step] for step, lr in before)
     assert after[0][0] == 70
     assert all(lr == pytest.approx(reference[step], rel=1e-6) for step, lr in after if step < 87 + 2)
-    assert resumed["updates"] == list(range(29, 290, 29))
-    rates = resumed["learning_rates"]
-    assert [lr for _, lr in after] == pytest.approx([rates[min(max(step - 2, 0), len(rates) - 1)] for step, _ in after], rel=1e-6)
+    assert_factor_search_goes_on(after, resumed)
 
 
 def test_autolrs_killed_inside_a_stage(tmp_path, reference_of):
@@ -277,10 +279,11 @@ def test_autolrs_killed_within_an_epoch(tmp_path, reference_of):
 def test_factor_search_killed_while_the_backup_is_written(tmp_path, reference_of):
     """Half of the 5th backup (35 batches) on disk: the resume starts from the 4th, 28
     batches into the first epoch (Keras 3 replays that epoch from its first batch;
-    tf_keras counts on from its 29th, with the epoch's first batch of data). The probes' run goes on from the saved probes: the
-    updates stay at each 29th step, the last one (261) included, and every step has its
-    run's learning rate (failed before: the first epoch's resume started a new run at
-    step 28, two steps of LR 0.05 where the run had 0.041, and tf_keras lost step 261)."""
+    tf_keras counts on from its 29th, with the epoch's first batch of data). The probes'
+    run goes on from the saved probes: the updates stay at each 29th step, the last one
+    (261) included, and every step has its run's learning rate (failed before: the first
+    epoch's resume started a new run at step 28, each update 28 steps late, at 0.05
+    where the run had 0.041, and tf_keras lost the update at 261)."""
     reference = reference_of("factor_search")
     before, after, resumed = killed_and_resumed(tmp_path, "--kill-in-backup", 5, scheduler="factor_search")
     assert all(lr == reference[step] for step, lr in before)
@@ -289,9 +292,7 @@ def test_factor_search_killed_while_the_backup_is_written(tmp_path, reference_of
     # at step 29 sees other weights or data than the uninterrupted run's, as both Kerases
     # feed the resumed epoch from its first batch, so from there on the run is its own.
     assert all(lr == pytest.approx(reference[step], rel=1e-6) for step, lr in after if step < 29 + 2)
-    assert resumed["updates"] == list(range(29, 290, 29))
-    rates = resumed["learning_rates"]
-    assert [lr for _, lr in after] == pytest.approx([rates[min(max(step - 2, 0), len(rates) - 1)] for step, _ in after], rel=1e-6)
+    assert_factor_search_goes_on(after, resumed)
 
 
 def test_autolrs_killed_while_the_backup_is_written(tmp_path, reference_of):
